@@ -1,0 +1,33 @@
+# dosod: build the binary, then ship it with the ONNX Runtime library from the onnxruntime wheel.
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src src
+COPY benches benches
+RUN cargo build --release --locked
+
+FROM python:3.11-slim-bookworm AS models
+WORKDIR /src
+COPY scripts scripts
+RUN python -m venv /venv \
+ && /venv/bin/pip install --no-cache-dir -r scripts/requirements.txt \
+ && /venv/bin/pip install --no-cache-dir --no-deps -r scripts/requirements-nodeps.txt \
+ && /venv/bin/python scripts/make_test_bundles.py --out /models/generated \
+ && /venv/bin/python scripts/build_text_encoder.py minilm --out /models/encoders/all-MiniLM-L6-v2 \
+ && cp /venv/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.32.0 /libonnxruntime.so.1.32.0
+
+FROM debian:bookworm-slim
+RUN useradd --system --home /srv/dosod dosod
+WORKDIR /srv/dosod
+COPY --from=build /src/target/release/dosod /usr/local/bin/dosod
+COPY --from=models /libonnxruntime.so.1.32.0 /usr/local/lib/libonnxruntime.so.1.32.0
+COPY --from=models /models models
+COPY configs configs
+COPY models models
+COPY tests/fixtures/images samples
+ENV DOSOD_ORT_LIB=/usr/local/lib/libonnxruntime.so.1.32.0 \
+    DOSOD_LOG_FORMAT=json \
+    DOSOD_LOG=info
+USER dosod
+ENTRYPOINT ["dosod"]
+CMD ["detect", "samples/zidane.jpg"]

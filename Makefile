@@ -1,0 +1,64 @@
+# dosod: the two set-up commands are `make run` and `make test`; everything else is their plumbing.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+CARGO ?= cargo
+ORT_VERSION := 1.32.0
+STAMP_VENV := $(VENV)/.stamp-requirements
+STAMP_BUNDLES := models/generated/.stamp
+STAMP_ENCODERS := models/encoders/.stamp
+BIN := target/release/dosod
+
+# The ONNX Runtime shared library shipped inside the onnxruntime wheel in .venv.
+ORT_LIB = $(shell ls $(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.$(ORT_VERSION) 2>/dev/null | head -n1)
+export DOSOD_ORT_LIB = $(abspath $(ORT_LIB))
+
+.PHONY: run test setup venv bundles encoders build lint bench criterion clean-generated
+
+run: setup build
+	$(BIN) detect tests/fixtures/images/zidane.jpg tests/fixtures/images/bus.jpg
+
+test: setup build
+	$(VPY) scripts/build_clip_tokenizer.py --out tests/fixtures/clip-tiny/tokenizer.json --check
+	$(CARGO) test --release --all-targets
+	$(MAKE) lint
+
+setup: venv bundles encoders
+
+venv: $(STAMP_VENV)
+$(STAMP_VENV): scripts/requirements.txt scripts/requirements-nodeps.txt
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --disable-pip-version-check -r scripts/requirements.txt
+	$(VPY) -m pip install --quiet --disable-pip-version-check --no-deps -r scripts/requirements-nodeps.txt
+	@ls $(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.$(ORT_VERSION) >/dev/null \
+	  || { echo "libonnxruntime.so.$(ORT_VERSION) not found in $(VENV) after installing onnxruntime"; exit 1; }
+	touch $@
+
+bundles: $(STAMP_BUNDLES)
+$(STAMP_BUNDLES): $(STAMP_VENV) scripts/make_test_bundles.py
+	$(VPY) scripts/make_test_bundles.py --out models/generated --make-png-fixtures
+	touch $@
+
+# The MiniLM sentence encoder, built from the PyPI package's safetensors with onnx (no torch).
+encoders: $(STAMP_ENCODERS)
+$(STAMP_ENCODERS): $(STAMP_VENV) scripts/build_text_encoder.py $(wildcard scripts/textenc/*.py)
+	$(VPY) scripts/build_text_encoder.py minilm --out models/encoders/all-MiniLM-L6-v2
+	touch $@
+
+build:
+	$(CARGO) build --release
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
+
+bench: setup build
+	$(BIN) bench --model models/generated/random --image tests/fixtures/images/zidane.jpg
+
+# Criterion: decode + letterbox of a 1280x720 JPEG, and post-processing of 8400 x 80 scores.
+criterion:
+	$(CARGO) bench --bench pipeline
+
+clean-generated:
+	rm -rf models/generated models/encoders $(STAMP_VENV)

@@ -1,0 +1,82 @@
+//! Criterion benchmarks of the CPU stages around the model: decode + letterbox, and NMS.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use dosod::bundle::{InputSpec, Interpolation, PadPosition};
+use dosod::decode::{DecodeLimits, decode};
+use dosod::letterbox::letterbox_into;
+use dosod::postprocess::{DetectParams, postprocess};
+
+fn spec() -> InputSpec {
+    InputSpec {
+        width: 640,
+        height: 640,
+        resize: "keep_ratio".into(),
+        interpolation: Interpolation::Auto,
+        pad_value: 114,
+        pad_position: PadPosition::Center,
+        strides: vec![8, 16, 32],
+        anchors: None,
+    }
+}
+
+fn letterbox(c: &mut Criterion) {
+    // zidane.jpg is a 1280x720 JPEG.
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/images/zidane.jpg"
+    ))
+    .expect("fixture image");
+    let limits = DecodeLimits::default();
+    let spec = spec();
+    let mut out = vec![0f32; 3 * 640 * 640];
+    c.bench_function("decode+letterbox 1280x720 jpeg -> 640", |b| {
+        b.iter(|| {
+            let img = decode(&bytes, &limits).unwrap();
+            letterbox_into(&img, &spec, &mut out).unwrap()
+        })
+    });
+    let img = decode(&bytes, &limits).unwrap();
+    c.bench_function("letterbox 1280x720 -> 640", |b| {
+        b.iter(|| letterbox_into(&img, &spec, &mut out).unwrap())
+    });
+}
+
+fn nms(c: &mut Criterion) {
+    // 8400 anchors x 80 classes of smooth pseudo-random scores, a few hundred above 0.25.
+    let (n, k) = (8400, 80);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32
+    };
+    let scores: Vec<f32> = (0..n * k).map(|_| next().powi(12)).collect();
+    let boxes: Vec<f32> = (0..n)
+        .flat_map(|_| {
+            let (x, y) = (next() * 600.0, next() * 600.0);
+            let (w, h) = (10.0 + next() * 100.0, 10.0 + next() * 100.0);
+            [x, y, x + w, y + h]
+        })
+        .collect();
+    let params = DetectParams {
+        score_threshold: 0.25,
+        class_thresholds: vec![],
+        iou_threshold: 0.65,
+        max_detections: 100,
+        multi_label: false,
+    };
+    c.bench_function("postprocess 8400x80", |b| {
+        b.iter(|| postprocess(&scores, &boxes, k, &params))
+    });
+    let multi = DetectParams {
+        multi_label: true,
+        ..params.clone()
+    };
+    c.bench_function("postprocess 8400x80 multi-label", |b| {
+        b.iter(|| postprocess(&scores, &boxes, k, &multi))
+    });
+}
+
+criterion_group!(benches, letterbox, nms);
+criterion_main!(benches);

@@ -1,0 +1,66 @@
+//! The command line: subcommands, logging set-up, and the one place errors become exit codes.
+
+mod bench;
+mod detect;
+mod shared;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::ConfigArgs;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dosod",
+    version,
+    about = "Real-time open-set object detection (DOSOD)"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Detect objects in images and print one JSON object per image.
+    Detect(detect::DetectArgs),
+    /// Time every stage of the pipeline and the bare model.
+    Bench(bench::BenchArgs),
+}
+
+/// Runs the CLI; any error is printed as one line and gives exit code 1 (2 for usage errors).
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let settings = match cli.config.settings() {
+        Ok(s) => s,
+        Err(e) => return fail(&anyhow::Error::from(e)),
+    };
+    init_logging(&settings.log.format, &settings.log.level);
+    let result = match &cli.command {
+        Command::Detect(args) => detect::run(&settings, args),
+        Command::Bench(args) => bench::run(&settings, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &anyhow::Error) -> std::process::ExitCode {
+    eprintln!("error: {e:#}");
+    std::process::ExitCode::FAILURE
+}
+
+fn init_logging(format: &str, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}

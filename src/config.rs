@@ -1,0 +1,206 @@
+//! Configuration: TOML under `configs/`, every key overridable by a CLI flag and a `DOSOD_*` variable.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::decode::DecodeLimits;
+use crate::runtime::{ExecutionProvider, RuntimeOptions};
+
+/// Everything a `dosod` process reads from its configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub runtime: RuntimeOptions,
+    pub model: ModelSettings,
+    pub limits: DecodeLimits,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSettings {
+    /// The bundle directory.
+    pub dir: PathBuf,
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("models/generated/random"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `dosod=debug`.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            level: "warn".into(),
+        }
+    }
+}
+
+/// The file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG: &str = "configs/default.toml";
+
+/// The configuration layer's errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid setting {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl Settings {
+    /// Reads `path`, or `configs/default.toml` when `path` is `None` and that file exists, or
+    /// the built-in defaults.
+    pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+        let path = match path {
+            Some(p) => p.to_path_buf(),
+            None if Path::new(DEFAULT_CONFIG).is_file() => PathBuf::from(DEFAULT_CONFIG),
+            None => return Ok(Settings::default()),
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path,
+            message: e.message().to_string(),
+        })
+    }
+}
+
+/// Flags shared by every subcommand. Each overrides the file's key of the same name and can
+/// also be set with the environment variable shown.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigArgs {
+    /// Configuration file (TOML) [default: configs/default.toml when present].
+    #[arg(long, global = true, env = "DOSOD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Model bundle directory [config: model.dir].
+    #[arg(long, global = true, env = "DOSOD_MODEL")]
+    pub model: Option<PathBuf>,
+    /// Path of libonnxruntime.so [config: runtime.ort_lib; also ORT_DYLIB_PATH].
+    #[arg(long, global = true, env = "DOSOD_ORT_LIB")]
+    pub ort_lib: Option<PathBuf>,
+    /// Intra-op threads per session, 0 = physical cores [config: runtime.intra_threads].
+    #[arg(long, global = true, env = "DOSOD_INTRA_THREADS")]
+    pub intra_threads: Option<usize>,
+    /// cpu, cuda, tensorrt or openvino [config: runtime.execution_provider].
+    #[arg(long, global = true, env = "DOSOD_EXECUTION_PROVIDER")]
+    pub execution_provider: Option<ExecutionProvider>,
+    /// GPU ordinal [config: runtime.device_id].
+    #[arg(long, global = true, env = "DOSOD_DEVICE_ID")]
+    pub device_id: Option<i32>,
+    /// Largest decoded image, in pixels [config: limits.max_pixels].
+    #[arg(long, global = true, env = "DOSOD_MAX_PIXELS")]
+    pub max_pixels: Option<u64>,
+    /// Largest decoded width or height [config: limits.max_side].
+    #[arg(long, global = true, env = "DOSOD_MAX_SIDE")]
+    pub max_side: Option<u32>,
+    /// Log format, text or json [config: log.format].
+    #[arg(long, global = true, env = "DOSOD_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Log filter, e.g. info or dosod=debug [config: log.level].
+    #[arg(long, global = true, env = "DOSOD_LOG")]
+    pub log_level: Option<String>,
+}
+
+impl ConfigArgs {
+    /// The file's settings with every given flag / variable applied on top.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let mut s = Settings::load(self.config.as_deref())?;
+        if let Some(v) = &self.model {
+            s.model.dir = v.clone();
+        }
+        if let Some(v) = &self.ort_lib {
+            s.runtime.ort_lib = Some(v.clone());
+        }
+        if let Some(v) = self.intra_threads {
+            s.runtime.intra_threads = v;
+        }
+        if let Some(v) = self.execution_provider {
+            s.runtime.execution_provider = v;
+        }
+        if let Some(v) = self.device_id {
+            s.runtime.device_id = v;
+        }
+        if let Some(v) = self.max_pixels {
+            s.limits.max_pixels = v;
+        }
+        if let Some(v) = self.max_side {
+            s.limits.max_side = v;
+        }
+        if let Some(v) = &self.log_format {
+            s.log.format = v.clone();
+        }
+        if let Some(v) = &self.log_level {
+            s.log.level = v.clone();
+        }
+        if !matches!(s.log.format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid {
+                key: "log.format".into(),
+                message: format!("`{}` (expected text or json)", s.log.format),
+            });
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[model]\ndir = \"a\"\n[runtime]\nintra_threads = 3\n[limits]\nmax_pixels = 10\n",
+        )
+        .unwrap();
+        let args = ConfigArgs {
+            config: Some(path.clone()),
+            intra_threads: Some(1),
+            ..Default::default()
+        };
+        let s = args.settings().unwrap();
+        assert_eq!(s.model.dir, PathBuf::from("a"));
+        assert_eq!(s.runtime.intra_threads, 1);
+        assert_eq!(s.limits.max_pixels, 10);
+        assert_eq!(s.limits.max_side, DecodeLimits::default().max_side);
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_files_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[model]\ndirr = \"a\"\n").unwrap();
+        assert!(Settings::load(Some(&path)).is_err());
+        assert!(Settings::load(Some(&dir.path().join("missing.toml"))).is_err());
+    }
+
+    #[test]
+    fn shipped_default_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG);
+        Settings::load(Some(&path)).unwrap();
+    }
+}

@@ -1,0 +1,76 @@
+//! The engine layer's error enum: every way loading a model or detecting can fail.
+
+use std::path::PathBuf;
+
+/// What went wrong inside the engine. Frontends map each variant to their own surface
+/// (an exit code and one line for the CLI, an HTTP status for the API) in exactly one place.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The ONNX Runtime shared library could not be found or loaded.
+    #[error("{0}")]
+    Runtime(String),
+    /// The model bundle is missing, unreadable or inconsistent with its ONNX files.
+    #[error("model bundle {}: {message}", dir.display())]
+    Bundle { dir: PathBuf, message: String },
+    /// The input bytes are not an image we can decode.
+    #[error("cannot decode image: {0}")]
+    Decode(String),
+    /// The image is larger than the configured limits (checked before any pixel is allocated).
+    #[error("image too large: {0}")]
+    TooLarge(String),
+    /// The vocabulary is empty, malformed or does not fit the model.
+    #[error("invalid vocabulary: {0}")]
+    Vocabulary(String),
+    /// A request parameter is out of range.
+    #[error("invalid parameter: {0}")]
+    InvalidParameter(String),
+    /// ONNX Runtime failed while running a model.
+    #[error("inference failed: {0}")]
+    Inference(String),
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl EngineError {
+    /// A short, stable machine-readable name for the variant (used as `error_type` by the API).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EngineError::Runtime(_) => "runtime",
+            EngineError::Bundle { .. } => "bundle",
+            EngineError::Decode(_) => "decode",
+            EngineError::TooLarge(_) => "too_large",
+            EngineError::Vocabulary(_) => "vocabulary",
+            EngineError::InvalidParameter(_) => "invalid_parameter",
+            EngineError::Inference(_) => "inference",
+            EngineError::Io { .. } => "io",
+        }
+    }
+
+    pub(crate) fn bundle(dir: &std::path::Path, message: impl Into<String>) -> Self {
+        EngineError::Bundle {
+            dir: dir.to_path_buf(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        EngineError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+impl From<ort::Error> for EngineError {
+    fn from(e: ort::Error) -> Self {
+        EngineError::Inference(e.to_string())
+    }
+}
+
+/// Result alias for the engine layer.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

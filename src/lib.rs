@@ -1,0 +1,20 @@
+//! dosod: real-time open-set object detection (DOSOD) — the engine and its frontends.
+
+pub mod annotate;
+pub mod bundle;
+pub mod cli;
+pub mod config;
+pub mod decode;
+pub mod engine;
+pub mod error;
+pub mod letterbox;
+pub mod npy;
+pub mod postprocess;
+pub mod runtime;
+pub mod tensor;
+pub mod vocab;
+
+pub use engine::{Detection, Engine, EngineOptions, Timings};
+pub use error::EngineError;
+pub use postprocess::DetectParams;
+pub use vocab::Vocabulary;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decode::DecodeLimits;
 use crate::runtime::{ExecutionProvider, RuntimeOptions};
+use crate::vocab_store::VocabOptions;
 
 /// Everything a `dosod` process reads from its configuration file.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -14,6 +15,7 @@ pub struct Settings {
     pub runtime: RuntimeOptions,
     pub model: ModelSettings,
     pub limits: DecodeLimits,
+    pub vocabulary: VocabOptions,
     pub log: LogSettings,
 }
 
@@ -115,6 +117,27 @@ pub struct ConfigArgs {
     /// Largest decoded width or height [config: limits.max_side].
     #[arg(long, global = true, env = "DOSOD_MAX_SIDE")]
     pub max_side: Option<u32>,
+    /// Where named vocabularies persist [config: vocabulary.data_dir].
+    #[arg(long, global = true, env = "DOSOD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Directory of the built-in vocabulary files [config: vocabulary.builtin_dir].
+    #[arg(long, global = true, env = "DOSOD_BUILTIN_VOCAB_DIR")]
+    pub builtin_vocab_dir: Option<PathBuf>,
+    /// Memory cap of the phrase-embedding cache, bytes [config: vocabulary.cache_bytes].
+    #[arg(long, global = true, env = "DOSOD_VOCAB_CACHE_BYTES")]
+    pub vocab_cache_bytes: Option<usize>,
+    /// Most classes per vocabulary [config: vocabulary.limits.max_classes].
+    #[arg(long, global = true, env = "DOSOD_MAX_CLASSES")]
+    pub max_classes: Option<usize>,
+    /// Most phrases per class [config: vocabulary.limits.max_phrases_per_class].
+    #[arg(long, global = true, env = "DOSOD_MAX_PHRASES_PER_CLASS")]
+    pub max_phrases_per_class: Option<usize>,
+    /// Most characters per phrase [config: vocabulary.limits.max_phrase_chars].
+    #[arg(long, global = true, env = "DOSOD_MAX_PHRASE_CHARS")]
+    pub max_phrase_chars: Option<usize>,
+    /// Most tokens per phrase [config: vocabulary.limits.max_phrase_tokens].
+    #[arg(long, global = true, env = "DOSOD_MAX_PHRASE_TOKENS")]
+    pub max_phrase_tokens: Option<usize>,
     /// Log format, text or json [config: log.format].
     #[arg(long, global = true, env = "DOSOD_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -147,6 +170,28 @@ impl ConfigArgs {
         }
         if let Some(v) = self.max_side {
             s.limits.max_side = v;
+        }
+        let v = &mut s.vocabulary;
+        if let Some(d) = &self.data_dir {
+            v.data_dir = (!d.as_os_str().is_empty()).then(|| d.clone());
+        }
+        if let Some(d) = &self.builtin_vocab_dir {
+            v.builtin_dir = d.clone();
+        }
+        if let Some(n) = self.vocab_cache_bytes {
+            v.cache_bytes = n;
+        }
+        if let Some(n) = self.max_classes {
+            v.limits.max_classes = n;
+        }
+        if let Some(n) = self.max_phrases_per_class {
+            v.limits.max_phrases_per_class = n;
+        }
+        if let Some(n) = self.max_phrase_chars {
+            v.limits.max_phrase_chars = n;
+        }
+        if let Some(n) = self.max_phrase_tokens {
+            v.limits.max_phrase_tokens = n;
         }
         if let Some(v) = &self.log_format {
             s.log.format = v.clone();

@@ -17,6 +17,7 @@ use crate::letterbox::{Letterbox, letterbox_into};
 use crate::postprocess::{DetectParams, postprocess};
 use crate::runtime::Runtime;
 use crate::tensor::{HostTensor, Precision, output_f32};
+use crate::text_encoder::TextEncoder;
 use crate::vocab::{TextEmbeddings, Vocabulary};
 
 /// One detection in original-image pixels.
@@ -91,6 +92,8 @@ pub struct Engine {
     adaptor: Mutex<Session>,
     precisions: Precisions,
     options: EngineOptions,
+    /// The bundle's text encoder, or why there is none.
+    text: std::result::Result<TextEncoder, String>,
 }
 
 impl Engine {
@@ -138,6 +141,10 @@ impl Engine {
             vocab: Precision::of(&detector, "vocab", true)?,
             text: Precision::of(&adaptor, "text", true)?,
         };
+        let text = load_text_encoder(runtime, &bundle)?;
+        if let Err(why) = &text {
+            tracing::info!(model = %m.model.name, "no text encoder: {why}");
+        }
         tracing::info!(
             model = %m.model.name,
             dir = %dir.display(),
@@ -152,7 +159,23 @@ impl Engine {
             adaptor: Mutex::new(adaptor),
             precisions,
             options,
+            text,
         })
+    }
+
+    /// The text encoder, if the bundle has a usable one.
+    pub fn text_encoder(&self) -> Option<&TextEncoder> {
+        self.text.as_ref().ok()
+    }
+
+    /// Embeds phrases with the bundle's text encoder: `[P, T]` rows for the adaptor.
+    pub fn encode_text(&self, phrases: &[String]) -> Result<Array2<f32>> {
+        match &self.text {
+            Ok(enc) => enc.encode(phrases),
+            Err(why) => Err(EngineError::Vocabulary(format!(
+                "class names need a text encoder: {why}"
+            ))),
+        }
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -421,6 +444,51 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Loads the encoder the manifest names. A missing directory leaves the engine usable with
+/// precomputed embeddings (`Err(reason)`); an encoder that contradicts the manifest is an error.
+fn load_text_encoder(
+    runtime: &Runtime,
+    bundle: &Bundle,
+) -> Result<std::result::Result<TextEncoder, String>> {
+    let m = &bundle.manifest;
+    let te = &m.text_encoder;
+    if te.kind.is_empty() || te.kind == "none" {
+        return Ok(Err(format!(
+            "model `{}` declares no text encoder; pass precomputed embeddings (--vocab FILE.npy)",
+            m.model.name
+        )));
+    }
+    let Some(dir) = &te.dir else {
+        return Ok(Err(format!(
+            "model `{}` names no [text_encoder] dir",
+            m.model.name
+        )));
+    };
+    let dir = bundle.path(dir);
+    if !dir.is_dir() {
+        return Ok(Err(format!(
+            "text encoder directory {} not found (make setup builds all-MiniLM-L6-v2)",
+            dir.display()
+        )));
+    }
+    let enc = TextEncoder::load(runtime, &dir)?;
+    let c = enc.config();
+    if c.dim != m.embedding.text_dim || c.kind != te.kind {
+        return Err(EngineError::bundle(
+            &bundle.dir,
+            format!(
+                "text encoder {} is a {} of dim {}, but model.toml expects a {} of dim {}",
+                dir.display(),
+                c.kind,
+                c.dim,
+                te.kind,
+                m.embedding.text_dim
+            ),
+        ));
+    }
+    Ok(Ok(enc))
 }
 
 fn concat(batch: &[&Prepared]) -> HostTensor {

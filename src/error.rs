@@ -21,6 +21,9 @@ pub enum EngineError {
     /// The vocabulary is empty, malformed or does not fit the model.
     #[error("invalid vocabulary: {0}")]
     Vocabulary(String),
+    /// A named thing (a vocabulary) does not exist.
+    #[error("{0}")]
+    NotFound(String),
     /// A request parameter is out of range.
     #[error("invalid parameter: {0}")]
     InvalidParameter(String),
@@ -45,6 +48,7 @@ impl EngineError {
             EngineError::Decode(_) => "decode",
             EngineError::TooLarge(_) => "too_large",
             EngineError::Vocabulary(_) => "vocabulary",
+            EngineError::NotFound(_) => "not_found",
             EngineError::InvalidParameter(_) => "invalid_parameter",
             EngineError::Inference(_) => "inference",
             EngineError::Io { .. } => "io",

@@ -12,7 +12,10 @@ pub mod npy;
 pub mod postprocess;
 pub mod runtime;
 pub mod tensor;
+pub mod text_encoder;
 pub mod vocab;
+pub mod vocab_spec;
+pub mod vocab_store;
 
 pub use engine::{Detection, Engine, EngineOptions, Timings};
 pub use error::EngineError;

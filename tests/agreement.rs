@@ -95,3 +95,35 @@ fn float16_bundle_matches_float32() {
         agree(h, f, 1.0, 1e-2, 0.02, &img.display().to_string());
     }
 }
+
+#[test]
+fn dosod_n_bundle_matches_pytorch_reference_detections() {
+    // models/dosod-n-random (exported by scripts/export_dosod.py) against detections computed
+    // from the PyTorch network itself (scripts/make_dosod_n_fixture.py).
+    let model = root().join("models/dosod-n-random");
+    let vocab = fixture("dosod-n/vocab.npy");
+    for stem in ["bus", "zidane", "coco_000000162415"] {
+        for variant in ["", "-640"] {
+            let name = format!("{stem}{variant}");
+            let image = generated(&format!("fixtures-png/{name}.png"));
+            let want_json: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(fixture(&format!("dosod-n/{name}.json"))).unwrap(),
+            )
+            .unwrap();
+            let want = detections(&want_json);
+            let got = detections(
+                &json_lines(&dosod([
+                    "detect",
+                    "--model",
+                    path_str(&model),
+                    "--vocab",
+                    path_str(&vocab),
+                    path_str(&image),
+                ]))[0],
+            );
+            assert!(!want.is_empty());
+            agree(&got, &want, 1.0, 5e-3, 0.0, &name);
+            agree(&want, &got, 1.0, 5e-3, 0.0, &name);
+        }
+    }
+}

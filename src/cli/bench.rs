@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::shared::{VocabArgs, load_engine, vocabulary};
+use super::shared::{VocabArgs, load_store, vocabulary};
 use crate::config::Settings;
 use crate::engine::ms;
 
@@ -69,8 +69,9 @@ struct Report {
 
 pub fn run(settings: &Settings, args: &BenchArgs) -> Result<std::process::ExitCode> {
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
-    let engine = load_engine(settings)?;
-    let vocab = vocabulary(&engine, &args.vocab)?;
+    let store = load_store(settings)?;
+    let engine = store.engine().clone();
+    let vocab = vocabulary(&store, &args.vocab)?;
     let params = engine.default_params();
     let bytes = std::fs::read(&args.image).with_context(|| format!("{}", args.image.display()))?;
     let reference = engine.prepare(&engine.decode(&bytes)?)?;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::shared::{VocabArgs, load_engine, vocabulary};
+use super::shared::{VocabArgs, load_store, vocabulary};
 use crate::config::Settings;
 use crate::engine::{Detection, Timings};
 
@@ -44,8 +44,9 @@ struct ImageReport<'a> {
 }
 
 pub fn run(settings: &Settings, args: &DetectArgs) -> Result<std::process::ExitCode> {
-    let engine = load_engine(settings)?;
-    let vocab = vocabulary(&engine, &args.vocab)?;
+    let store = load_store(settings)?;
+    let engine = store.engine().clone();
+    let vocab = vocabulary(&store, &args.vocab)?;
     let mut params = engine.default_params();
     if let Some(v) = args.score_threshold {
         params.score_threshold = v;

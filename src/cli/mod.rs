@@ -3,6 +3,7 @@
 mod bench;
 mod detect;
 mod shared;
+mod vocab;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +28,9 @@ pub enum Command {
     Detect(detect::DetectArgs),
     /// Time every stage of the pipeline and the bare model.
     Bench(bench::BenchArgs),
+    /// Vocabularies: encode to a file, list, put, delete, benchmark.
+    #[command(subcommand)]
+    Vocab(vocab::VocabCommand),
 }
 
 /// Runs the CLI; any error is printed as one line and gives exit code 1 (2 for usage errors).
@@ -40,6 +44,7 @@ pub fn main() -> std::process::ExitCode {
     let result = match &cli.command {
         Command::Detect(args) => detect::run(&settings, args),
         Command::Bench(args) => bench::run(&settings, args),
+        Command::Vocab(cmd) => vocab::run(&settings, cmd),
     };
     match result {
         Ok(code) => code,
@@ -55,8 +60,10 @@ fn fail(e: &anyhow::Error) -> std::process::ExitCode {
 fn init_logging(format: &str, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = if format == "json" {
         builder.json().try_init()

@@ -111,6 +111,9 @@ pub struct ConfigArgs {
     /// GPU ordinal [config: runtime.device_id].
     #[arg(long, global = true, env = "DOSOD_DEVICE_ID")]
     pub device_id: Option<i32>,
+    /// Let idle ONNX Runtime threads spin (true/false) [config: runtime.spin].
+    #[arg(long, global = true, env = "DOSOD_SPIN")]
+    pub spin: Option<bool>,
     /// Largest decoded image, in pixels [config: limits.max_pixels].
     #[arg(long, global = true, env = "DOSOD_MAX_PIXELS")]
     pub max_pixels: Option<u64>,
@@ -164,6 +167,9 @@ impl ConfigArgs {
         }
         if let Some(v) = self.device_id {
             s.runtime.device_id = v;
+        }
+        if let Some(v) = self.spin {
+            s.runtime.spin = v;
         }
         if let Some(v) = self.max_pixels {
             s.limits.max_pixels = v;

@@ -92,6 +92,10 @@ pub fn postprocess(
                 }
             }
         } else {
+            // Fast reject first: a branch-free max that the compiler vectorises.
+            if row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s)) < min_threshold {
+                continue;
+            }
             let (mut best_k, mut best) = (0, f32::NEG_INFINITY);
             for (k, &s) in row.iter().enumerate() {
                 if s > best {

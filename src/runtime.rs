@@ -61,6 +61,9 @@ pub struct RuntimeOptions {
     pub execution_provider: ExecutionProvider,
     /// GPU ordinal for CUDA / TensorRT.
     pub device_id: i32,
+    /// Let idle intra-op threads spin before sleeping. Off by default: on small CPUs a spinning
+    /// pool steals the cores that decode and letterbox the next frame.
+    pub spin: bool,
 }
 
 impl Default for RuntimeOptions {
@@ -70,6 +73,7 @@ impl Default for RuntimeOptions {
             intra_threads: 0,
             execution_provider: ExecutionProvider::Cpu,
             device_id: 0,
+            spin: false,
         }
     }
 }
@@ -167,7 +171,9 @@ impl Runtime {
             .with_optimization_level(GraphOptimizationLevel::Level3)
             .map_err(|e| fail("optimisation level", e.to_string()))?
             .with_intra_threads(self.threads)
-            .map_err(|e| fail("threads", e.to_string()))?;
+            .map_err(|e| fail("threads", e.to_string()))?
+            .with_intra_op_spinning(self.options.spin)
+            .map_err(|e| fail("spinning", e.to_string()))?;
         if self.options.execution_provider != ExecutionProvider::Cpu {
             let ep = self.provider()?;
             builder = builder

@@ -83,9 +83,10 @@ fn nms(c: &mut Criterion) {
         multi_label: true,
         ..params.clone()
     };
-    c.bench_function("postprocess 8400x80 (eval: thr 0.001, multi-label, top 300)", |b| {
-        b.iter(|| postprocess(&scores, &boxes, k, &eval))
-    });
+    c.bench_function(
+        "postprocess 8400x80 (eval: thr 0.001, multi-label, top 300)",
+        |b| b.iter(|| postprocess(&scores, &boxes, k, &eval)),
+    );
 }
 
 criterion_group!(benches, letterbox, nms);

@@ -16,7 +16,120 @@ pub struct Settings {
     pub model: ModelSettings,
     pub limits: DecodeLimits,
     pub vocabulary: VocabOptions,
+    pub server: ServerSettings,
     pub log: LogSettings,
+}
+
+/// `[server]`: the HTTP API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    /// Largest request body (413 above).
+    pub max_body_bytes: usize,
+    /// Images waiting for inference before new ones are refused with 429.
+    pub queue_size: usize,
+    /// Images per forward pass at most.
+    pub max_batch: usize,
+    /// How long the worker waits to fill a batch once it holds one image (0: never waits).
+    pub max_queue_delay_us: u64,
+    /// Queue + inference must finish within this, else 503.
+    pub deadline_ms: u64,
+    /// The whole request must finish within this, else 503.
+    pub request_timeout_ms: u64,
+    /// Images decoded at the same time (0: twice the physical cores).
+    pub decode_concurrency: usize,
+    /// Required on every route but health, metrics and the page's assets; empty: none.
+    pub api_key: String,
+    /// Origins allowed by CORS; empty: CORS off; `*`: any.
+    pub cors_origins: Vec<String>,
+    /// The vocabulary used when a request names none; empty: the bundle's default.
+    pub default_vocabulary: String,
+    /// The vocabulary of the DeepStack-compatible route; empty: the default one.
+    pub deepstack_vocabulary: String,
+    /// On SIGTERM / Ctrl-C, in-flight requests get this long to finish.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            max_body_bytes: 20 << 20,
+            queue_size: 64,
+            max_batch: 8,
+            max_queue_delay_us: 0,
+            deadline_ms: 10_000,
+            request_timeout_ms: 30_000,
+            decode_concurrency: 0,
+            api_key: String::new(),
+            cors_origins: Vec::new(),
+            default_vocabulary: String::new(),
+            deepstack_vocabulary: String::new(),
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+/// Flags of `dosod serve`; each overrides the `[server]` key of the same name.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServerArgs {
+    #[arg(long, env = "DOSOD_HOST")]
+    pub host: Option<String>,
+    #[arg(long, env = "DOSOD_PORT")]
+    pub port: Option<u16>,
+    #[arg(long, env = "DOSOD_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    #[arg(long, env = "DOSOD_QUEUE_SIZE")]
+    pub queue_size: Option<usize>,
+    #[arg(long, env = "DOSOD_MAX_BATCH")]
+    pub max_batch: Option<usize>,
+    #[arg(long, env = "DOSOD_MAX_QUEUE_DELAY_US")]
+    pub max_queue_delay_us: Option<u64>,
+    #[arg(long, env = "DOSOD_DEADLINE_MS")]
+    pub deadline_ms: Option<u64>,
+    #[arg(long, env = "DOSOD_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
+    #[arg(long, env = "DOSOD_DECODE_CONCURRENCY")]
+    pub decode_concurrency: Option<usize>,
+    #[arg(long, env = "DOSOD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Comma-separated origins.
+    #[arg(long, env = "DOSOD_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Option<Vec<String>>,
+    #[arg(long, env = "DOSOD_DEFAULT_VOCABULARY")]
+    pub default_vocabulary: Option<String>,
+    #[arg(long, env = "DOSOD_DEEPSTACK_VOCABULARY")]
+    pub deepstack_vocabulary: Option<String>,
+    #[arg(long, env = "DOSOD_SHUTDOWN_GRACE_MS")]
+    pub shutdown_grace_ms: Option<u64>,
+}
+
+impl ServerArgs {
+    /// Applies the given flags on top of the file's `[server]` section.
+    pub fn apply(&self, s: &mut ServerSettings) {
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = &self.$f { s.$f = v.clone(); } )* };
+        }
+        set!(
+            host,
+            port,
+            max_body_bytes,
+            queue_size,
+            max_batch,
+            max_queue_delay_us,
+            deadline_ms,
+            request_timeout_ms,
+            decode_concurrency,
+            api_key,
+            cors_origins,
+            default_vocabulary,
+            deepstack_vocabulary,
+            shutdown_grace_ms
+        );
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

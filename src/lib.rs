@@ -11,6 +11,7 @@ pub mod letterbox;
 pub mod npy;
 pub mod postprocess;
 pub mod runtime;
+pub mod server;
 pub mod tensor;
 pub mod text_encoder;
 pub mod vocab;

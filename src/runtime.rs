@@ -140,13 +140,18 @@ impl Runtime {
         &self.library
     }
 
-    /// The ONNX Runtime version string reported by the library (e.g. `1.32.0`).
+    /// The ONNX Runtime version: from the library's file name (`libonnxruntime.so.1.32.0`),
+    /// else the build information the library reports.
     pub fn version(&self) -> String {
-        let info = ort::info();
-        info.split(',')
-            .find_map(|part| part.trim().strip_prefix("ORT Build Info: git-branch=rel-"))
-            .map(str::to_string)
-            .unwrap_or_else(|| info.to_string())
+        let name = self
+            .library
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        match name.split_once(".so.") {
+            Some((_, v)) if v.chars().next().is_some_and(|c| c.is_ascii_digit()) => v.to_string(),
+            _ => ort::info().to_string(),
+        }
     }
 
     /// The execution provider every session uses.

@@ -2,6 +2,7 @@
 
 mod bench;
 mod detect;
+mod serve;
 mod shared;
 mod vocab;
 
@@ -24,6 +25,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve the HTTP API (and the web page) on the configured model.
+    Serve(crate::config::ServerArgs),
     /// Detect objects in images and print one JSON object per image.
     Detect(detect::DetectArgs),
     /// Time every stage of the pipeline and the bare model.
@@ -42,6 +45,7 @@ pub fn main() -> std::process::ExitCode {
     };
     init_logging(&settings.log.format, &settings.log.level);
     let result = match &cli.command {
+        Command::Serve(args) => serve::run(&settings, args),
         Command::Detect(args) => detect::run(&settings, args),
         Command::Bench(args) => bench::run(&settings, args),
         Command::Vocab(cmd) => vocab::run(&settings, cmd),

@@ -1,0 +1,250 @@
+//! `dosod serve`: the HTTP API. Routes are thin adapters over the engine, the inference
+//! scheduler and the vocabulary store; errors are mapped to statuses in `error.rs` only.
+
+pub mod error;
+pub mod input;
+pub mod metrics;
+pub mod routes;
+pub mod scheduler;
+mod web;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::Semaphore;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::config::ServerSettings;
+use crate::engine::Engine;
+use crate::vocab::Vocabulary;
+use crate::vocab_store::VocabStore;
+use error::{ApiError, FailureReason};
+use metrics::Metrics;
+use scheduler::{BatchPolicy, Scheduler};
+
+/// What every handler shares.
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub store: Arc<VocabStore>,
+    pub scheduler: Scheduler,
+    pub metrics: Arc<Metrics>,
+    pub settings: ServerSettings,
+    /// Used when a request names no vocabulary and `default_vocabulary` is empty.
+    pub default_vocab: Arc<Vocabulary>,
+    pub ready: AtomicBool,
+    pub decode_slots: Semaphore,
+}
+
+impl AppState {
+    /// Starts the inference worker and resolves the default vocabulary.
+    pub fn new(store: Arc<VocabStore>, settings: ServerSettings) -> anyhow::Result<Arc<AppState>> {
+        let engine = store.engine().clone();
+        let metrics = Arc::new(Metrics::new());
+        let default_vocab = if settings.default_vocabulary.is_empty() {
+            store.default_vocabulary()?
+        } else {
+            store.resolve(&settings.default_vocabulary)?
+        };
+        let scheduler = Scheduler::start(
+            engine.clone(),
+            BatchPolicy {
+                queue_size: settings.queue_size.max(1),
+                max_batch: settings.max_batch.max(1),
+                max_delay: Duration::from_micros(settings.max_queue_delay_us),
+            },
+            metrics.clone(),
+        );
+        let slots = match settings.decode_concurrency {
+            0 => 2 * crate::runtime::physical_cores(),
+            n => n,
+        };
+        Ok(Arc::new(AppState {
+            engine,
+            store,
+            scheduler,
+            metrics,
+            default_vocab,
+            ready: AtomicBool::new(false),
+            decode_slots: Semaphore::new(slots),
+            settings,
+        }))
+    }
+}
+
+/// The whole application: routes, middleware and limits.
+pub fn router(state: Arc<AppState>) -> Router {
+    let s = &state.settings;
+    let api = Router::new()
+        .route("/v1/detect", post(routes::detect))
+        .route("/v1/detect/batch", post(routes::detect_batch))
+        .route("/v1/vocabularies", get(routes::list_vocabularies))
+        .route(
+            "/v1/vocabularies/{name}",
+            get(routes::get_vocabulary)
+                .put(routes::put_vocabulary)
+                .delete(routes::delete_vocabulary),
+        )
+        .route("/v1/info", get(routes::info))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
+    let open = Router::new()
+        // DeepStack clients send the key as a form field: the handler checks it.
+        .route("/v1/vision/detection", post(routes::deepstack))
+        .route("/health/live", get(routes::live))
+        .route("/health/ready", get(routes::ready))
+        .route("/metrics", get(routes::metrics))
+        .merge(web::routes());
+    let mut app = api
+        .merge(open)
+        .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(s.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(CompressionLayer::new())
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), id = %id)
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+    if let Some(cors) = cors(&s.cors_origins) {
+        app = app.layer(cors);
+    }
+    app.with_state(state)
+}
+
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                "x-api-key".parse().expect("header name"),
+            ]),
+    )
+}
+
+/// The key a request presents: `Authorization: Bearer KEY` or `x-api-key: KEY`.
+pub fn presented_key(headers: &HeaderMap) -> Option<String> {
+    if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(v.trim().to_string());
+    }
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|v| v.trim().to_string())
+}
+
+async fn require_key(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let key = &state.settings.api_key;
+    if key.is_empty() || presented_key(req.headers()).as_deref() == Some(key.as_str()) {
+        next.run(req).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
+}
+
+/// Request timeout, and request / failure counters by route, status and reason.
+async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let timeout = Duration::from_millis(state.settings.request_timeout_ms);
+    let resp = match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::Timeout(format!(
+            "request did not finish within {} ms",
+            state.settings.request_timeout_ms
+        ))
+        .into_response(),
+    };
+    let status = resp.status();
+    state
+        .metrics
+        .requests
+        .with_label_values(&[route.as_str(), status.as_str()])
+        .inc();
+    if let Some(FailureReason(reason)) = resp.extensions().get::<FailureReason>() {
+        state.metrics.failures.with_label_values(&[reason]).inc();
+    }
+    resp
+}
+
+/// Binds, warms up, serves until SIGTERM / Ctrl-C, then drains in-flight requests within the
+/// grace period and returns.
+pub async fn serve(state: Arc<AppState>) -> anyhow::Result<()> {
+    let s = &state.settings;
+    let addr: SocketAddr = format!("{}:{}", s.host, s.port)
+        .parse()
+        .map_err(|e| anyhow::anyhow!("invalid listen address {}:{}: {e}", s.host, s.port))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    // A forward pass before we call ourselves ready.
+    let warm = state.clone();
+    tokio::task::spawn_blocking(move || warm.engine.warm_up(&warm.default_vocab)).await??;
+    state.ready.store(true, Ordering::Release);
+    tracing::info!(%local, model = %state.engine.manifest().model.name, "dosod serving");
+    // The line tests and scripts wait for.
+    println!("listening on http://{local}");
+
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let signalled = stop.clone();
+    let ready = state.clone();
+    let app = router(state.clone());
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        ready.ready.store(false, Ordering::Release);
+        tracing::info!("shutting down: finishing in-flight requests");
+        signalled.notify_one();
+    });
+    let grace = Duration::from_millis(s.shutdown_grace_ms);
+    tokio::select! {
+        r = server => r?,
+        _ = async { stop.notified().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("grace period over: closing with requests still in flight");
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -14,12 +14,13 @@ BIN := target/release/dosod
 ORT_LIB = $(shell ls $(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.$(ORT_VERSION) 2>/dev/null | head -n1)
 export DOSOD_ORT_LIB = $(abspath $(ORT_LIB))
 
-.PHONY: run test setup venv bundles encoders build lint bench criterion clean-generated
+.PHONY: run test setup venv bundles encoders build lint bench criterion web-deps clean-generated
 
+# The main job: the HTTP API and web page on the default bundle (http://127.0.0.1:8080/).
 run: setup build
-	$(BIN) detect tests/fixtures/images/zidane.jpg tests/fixtures/images/bus.jpg
+	$(BIN) serve
 
-test: setup build
+test: setup build web-deps
 	$(VPY) scripts/build_clip_tokenizer.py --out tests/fixtures/clip-tiny/tokenizer.json --check
 	$(CARGO) test --release --all-targets
 	$(MAKE) lint
@@ -44,6 +45,15 @@ $(STAMP_BUNDLES): $(STAMP_VENV) scripts/make_test_bundles.py
 encoders: $(STAMP_ENCODERS)
 $(STAMP_ENCODERS): $(STAMP_VENV) scripts/build_text_encoder.py $(wildcard scripts/textenc/*.py)
 	$(VPY) scripts/build_text_encoder.py minilm --out models/encoders/all-MiniLM-L6-v2
+	touch $@
+
+# Browser test dependencies: playwright-core (npm, pinned by tests/web/package-lock.json) and
+# Debian's Chromium (installed here when missing and we are root; .ci/run installs it too).
+web-deps: tests/web/node_modules/.package-lock.json
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq chromium >/dev/null; } \
+	  || { echo "Chromium is missing: apt-get install chromium"; exit 1; }
+tests/web/node_modules/.package-lock.json: tests/web/package.json tests/web/package-lock.json
+	cd tests/web && npm ci --no-audit --no-fund
 	touch $@
 
 build:

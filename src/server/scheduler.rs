@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -174,10 +174,7 @@ impl Worker {
                 continue;
             }
             let next = match until.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => match self.rx.recv_timeout(left) {
-                    Ok(j) => Some(j),
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-                },
+                Some(left) if !left.is_zero() => self.rx.recv_timeout(left).ok(),
                 _ => self.rx.try_recv().ok(),
             };
             let Some(job) = next else { break };

@@ -110,6 +110,8 @@ pub struct VocabStore {
     options: VocabOptions,
     scope: String,
     cache: Mutex<PhraseCache>,
+    /// Joint-space rows of one-phrase classes, by templated phrase.
+    joint_cache: Mutex<PhraseCache>,
     hits: AtomicU64,
     misses: AtomicU64,
     by_hash: Mutex<LruCache<String, Arc<Vocabulary>>>,
@@ -161,10 +163,16 @@ impl VocabStore {
             cap: options.cache_bytes,
         };
         let max_built = NonZeroUsize::new(options.max_built.max(1)).expect("positive");
+        let joint_cache = PhraseCache {
+            map: LruCache::unbounded(),
+            bytes: 0,
+            cap: options.cache_bytes,
+        };
         Ok(VocabStore {
             engine,
             scope,
             cache: Mutex::new(cache),
+            joint_cache: Mutex::new(joint_cache),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             by_hash: Mutex::new(LruCache::new(max_built)),
@@ -199,10 +207,11 @@ impl VocabStore {
 
     /// Empties the phrase cache and the built vocabularies (benchmarks use it for cold runs).
     pub fn clear_caches(&self) {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.map.clear();
-        cache.bytes = 0;
-        drop(cache);
+        for cache in [&self.cache, &self.joint_cache] {
+            let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+            cache.map.clear();
+            cache.bytes = 0;
+        }
         self.clear_built();
     }
 
@@ -273,21 +282,54 @@ impl VocabStore {
                 }
             }
         }
-        // Class embedding: the re-normalised mean of its phrases' embeddings.
+        // Class embedding: the re-normalised mean of its phrases' embeddings, through the
+        // adaptor. A one-phrase class's joint row depends on that phrase alone, so it is cached
+        // too: a vocabulary of known words then needs no model at all.
         let t = self.engine.manifest().embedding.text_dim;
-        let mut text = Array2::<f32>::zeros((spec.classes.len(), t));
-        for ((class, _), row) in prompts.iter().zip(&rows) {
-            let row = row.as_ref().expect("every phrase is cached or encoded");
-            let mut acc = text.row_mut(*class);
-            for (a, v) in acc.iter_mut().zip(row.iter()) {
-                *a += v;
+        let d = self.engine.manifest().embedding.dim;
+        let mut joint = Array2::<f32>::zeros((spec.classes.len(), d));
+        let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); spec.classes.len()];
+        for (j, (c, _)) in prompts.iter().enumerate() {
+            by_class[*c].push(j);
+        }
+        let mut todo: Vec<usize> = Vec::new();
+        {
+            let mut cache = self.joint_cache.lock().unwrap_or_else(|p| p.into_inner());
+            for (i, class) in spec.classes.iter().enumerate() {
+                let cached = (class.phrases().len() == 1)
+                    .then(|| cache.map.get(&prompts[by_class[i][0]].1).cloned())
+                    .flatten();
+                match cached {
+                    Some(row) => joint
+                        .row_mut(i)
+                        .assign(&ndarray::ArrayView1::from(&row[..])),
+                    None => todo.push(i),
+                }
             }
         }
-        for mut r in text.outer_iter_mut() {
-            let norm = r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-            r.mapv_inplace(|v| v / norm);
+        if !todo.is_empty() {
+            let mut text = Array2::<f32>::zeros((todo.len(), t));
+            for (k, &class) in todo.iter().enumerate() {
+                let mut acc = text.row_mut(k);
+                for &j in &by_class[class] {
+                    let row = rows[j].as_ref().expect("every phrase is cached or encoded");
+                    for (a, v) in acc.iter_mut().zip(row.iter()) {
+                        *a += v;
+                    }
+                }
+                let norm = acc.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                acc.mapv_inplace(|v| v / norm);
+            }
+            let adapted = self.engine.adapt(&text)?;
+            let mut cache = self.joint_cache.lock().unwrap_or_else(|p| p.into_inner());
+            for (k, &class) in todo.iter().enumerate() {
+                joint.row_mut(class).assign(&adapted.row(k));
+                if spec.classes[class].phrases().len() == 1 {
+                    let key = prompts[by_class[class][0]].1.clone();
+                    cache.insert(key, Arc::from(adapted.row(k).to_vec()));
+                }
+            }
         }
-        let joint = self.engine.adapt(&text)?;
         let vocab = Arc::new(Vocabulary {
             name: name.map(str::to_string),
             labels: spec.labels(),

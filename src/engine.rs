@@ -21,12 +21,14 @@ use crate::text_encoder::TextEncoder;
 use crate::vocab::{TextEmbeddings, Vocabulary};
 
 /// One detection in original-image pixels.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Detection {
     pub label: String,
     pub class_id: usize,
     pub score: f32,
+    /// `[x1, y1, x2, y2]` in original-image pixels.
     #[serde(rename = "box")]
+    #[schema(value_type = [f32])]
     pub bbox: [f32; 4],
 }
 

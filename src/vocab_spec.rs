@@ -7,7 +7,7 @@ use crate::vocab::Fnv64;
 
 /// One class: shown as its first phrase; its embedding is the re-normalised mean of all its
 /// phrases' embeddings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum ClassSpec {
     One(String),
@@ -29,7 +29,7 @@ impl ClassSpec {
 }
 
 /// A vocabulary request: `{"classes": ["dog", ["puppy", "pup"]], "template": "a photo of a {}"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VocabSpec {
     pub classes: Vec<ClassSpec>,

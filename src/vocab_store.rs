@@ -61,7 +61,7 @@ pub struct CacheStats {
 }
 
 /// One line of `list()`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VocabSummary {
     pub name: String,
     pub classes: usize,

@@ -787,3 +787,59 @@ fn sigterm_finishes_in_flight_requests_then_exits_zero() {
         }
     }
 }
+
+#[test]
+fn openapi_lists_every_route_and_validates() {
+    let s = Server::start("random", &[]);
+    let c = client();
+    let doc = c
+        .get(s.url("/api-doc/openapi.json"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let v: Value = serde_json::from_str(&doc).unwrap();
+    let paths: std::collections::BTreeSet<&str> = v["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let want: std::collections::BTreeSet<&str> = [
+        "/v1/detect",
+        "/v1/detect/batch",
+        "/v1/vision/detection",
+        "/v1/vocabularies",
+        "/v1/vocabularies/{name}",
+        "/v1/info",
+        "/health/live",
+        "/health/ready",
+        "/metrics",
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(paths, want);
+    for (path, method) in [
+        ("/v1/vocabularies/{name}", "put"),
+        ("/v1/vocabularies/{name}", "delete"),
+        ("/v1/detect", "post"),
+    ] {
+        assert!(v["paths"][path][method].is_object(), "{method} {path}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, &doc).unwrap();
+    let out = std::process::Command::new(root().join(".venv/bin/python"))
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let ui = c.get(s.url("/docs/")).send().unwrap();
+    assert_eq!(ui.status(), 200);
+    assert!(ui.text().unwrap().to_lowercase().contains("swagger"));
+}

@@ -4,6 +4,7 @@
 pub mod error;
 pub mod input;
 pub mod metrics;
+pub mod openapi;
 pub mod routes;
 pub mod scheduler;
 mod web;
@@ -103,7 +104,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health/live", get(routes::live))
         .route("/health/ready", get(routes::ready))
         .route("/metrics", get(routes::metrics))
-        .merge(web::routes());
+        .merge(web::routes())
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url(
+            "/api-doc/openapi.json",
+            <openapi::ApiDoc as utoipa::OpenApi>::openapi(),
+        ));
     let mut app = api
         .merge(open)
         .fallback(routes::not_found)

@@ -21,7 +21,7 @@ use crate::vocab::Vocabulary;
 use crate::vocab_spec::VocabSpec;
 
 /// Per-stage milliseconds of one image.
-#[derive(Debug, Clone, Copy, Serialize, Default)]
+#[derive(Debug, Clone, Copy, Serialize, Default, utoipa::ToSchema)]
 pub struct StageTimings {
     pub queue: f64,
     pub decode: f64,
@@ -31,13 +31,13 @@ pub struct StageTimings {
     pub total: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ImageSize {
     pub width: u32,
     pub height: u32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct VocabRef {
     pub name: Option<String>,
     pub hash: String,
@@ -55,7 +55,7 @@ impl From<&Vocabulary> for VocabRef {
 }
 
 /// The answer of `POST /v1/detect`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DetectResponse {
     pub detections: Vec<Detection>,
     pub image: ImageSize,
@@ -220,6 +220,15 @@ fn timing_headers(resp: &mut Response, t: &StageTimings) {
 }
 
 /// `POST /v1/detect`
+#[utoipa::path(post, path = "/v1/detect", tag = "detection",
+    params(super::openapi::DetectQuery),
+    request_body(content = super::openapi::DetectForm, description = "multipart/form-data (field `image`), a raw `image/*` body, or JSON with a base64 `image`", content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "detections, or the annotated image with ?annotate=true / Accept: image/*", body = DetectResponse),
+        (status = 400, description = "malformed request", body = super::openapi::ErrorBody), (status = 401, description = "missing or wrong API key", body = super::openapi::ErrorBody),
+        (status = 404, description = "unknown vocabulary or route", body = super::openapi::ErrorBody), (status = 413, description = "body too large", body = super::openapi::ErrorBody),
+        (status = 415, description = "unsupported content type", body = super::openapi::ErrorBody), (status = 422, description = "invalid image size, vocabulary or parameter", body = super::openapi::ErrorBody),
+        (status = 429, description = "queue full: retry after the Retry-After seconds", body = super::openapi::ErrorBody), (status = 503, description = "deadline passed or not ready", body = super::openapi::ErrorBody)))]
 pub async fn detect(
     State(state): State<Arc<AppState>>,
     RawQuery(query): RawQuery,
@@ -269,7 +278,7 @@ pub async fn detect(
 }
 
 /// One entry of the batch answer: a result or that image's error.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum BatchItem {
     Ok(DetectResponse),
@@ -281,6 +290,10 @@ pub enum BatchItem {
 }
 
 /// `POST /v1/detect/batch`: several `image` fields, one result each, in order.
+#[utoipa::path(post, path = "/v1/detect/batch", tag = "detection",
+    params(super::openapi::DetectQuery),
+    request_body(content = super::openapi::DetectForm, description = "several `image` fields", content_type = "multipart/form-data"),
+    responses((status = 200, description = "OK", body = super::openapi::BatchResponse), (status = 400, description = "malformed request", body = super::openapi::ErrorBody), (status = 422, description = "invalid image size, vocabulary or parameter", body = super::openapi::ErrorBody)))]
 pub async fn detect_batch(
     State(state): State<Arc<AppState>>,
     RawQuery(query): RawQuery,
@@ -325,6 +338,9 @@ where
 }
 
 /// `POST /v1/vision/detection`: DeepStack's object detection API, for Frigate and friends.
+#[utoipa::path(post, path = "/v1/vision/detection", tag = "compatibility",
+    request_body(content = super::openapi::DeepStackForm, content_type = "multipart/form-data"),
+    responses((status = 200, description = "OK", body = super::openapi::DeepStackResponse), (status = 401, description = "missing or wrong API key", body = super::openapi::ErrorBody), (status = 400, description = "malformed request", body = super::openapi::ErrorBody)))]
 pub async fn deepstack(
     State(state): State<Arc<AppState>>,
     RawQuery(query): RawQuery,
@@ -380,11 +396,15 @@ pub async fn deepstack(
 }
 
 /// `GET /v1/vocabularies`
+#[utoipa::path(get, path = "/v1/vocabularies", tag = "vocabularies",
+    responses((status = 200, description = "OK", body = super::openapi::VocabularyList)))]
 pub async fn list_vocabularies(State(state): State<Arc<AppState>>) -> Response {
     Json(serde_json::json!({ "vocabularies": state.store.list() })).into_response()
 }
 
 /// `GET /v1/vocabularies/{name}`
+#[utoipa::path(get, path = "/v1/vocabularies/{name}", tag = "vocabularies", params(("name" = String, Path)),
+    responses((status = 200, description = "OK", body = super::openapi::VocabularyDetail), (status = 404, description = "unknown vocabulary or route", body = super::openapi::ErrorBody), (status = 422, description = "invalid image size, vocabulary or parameter", body = super::openapi::ErrorBody)))]
 pub async fn get_vocabulary(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -402,6 +422,9 @@ pub async fn get_vocabulary(
 }
 
 /// `PUT /v1/vocabularies/{name}` with `{"classes": [...], "template": "..."}`
+#[utoipa::path(put, path = "/v1/vocabularies/{name}", tag = "vocabularies", params(("name" = String, Path)),
+    request_body = VocabSpec,
+    responses((status = 200, description = "OK", body = super::openapi::VocabularyCreated), (status = 400, description = "malformed request", body = super::openapi::ErrorBody), (status = 422, description = "invalid image size, vocabulary or parameter", body = super::openapi::ErrorBody)))]
 pub async fn put_vocabulary(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -423,6 +446,8 @@ pub async fn put_vocabulary(
 }
 
 /// `DELETE /v1/vocabularies/{name}`
+#[utoipa::path(delete, path = "/v1/vocabularies/{name}", tag = "vocabularies", params(("name" = String, Path)),
+    responses((status = 204, description = "deleted"), (status = 404, description = "unknown vocabulary or route", body = super::openapi::ErrorBody), (status = 422, description = "invalid image size, vocabulary or parameter", body = super::openapi::ErrorBody)))]
 pub async fn delete_vocabulary(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -435,11 +460,13 @@ pub async fn delete_vocabulary(
 }
 
 /// `GET /health/live`
+#[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, description = "OK", body = super::openapi::Status)))]
 pub async fn live() -> Response {
     Json(serde_json::json!({"status": "live"})).into_response()
 }
 
 /// `GET /health/ready`: 200 once the model is loaded and a warm-up forward pass has run.
+#[utoipa::path(get, path = "/health/ready", tag = "operations", responses((status = 200, description = "OK", body = super::openapi::Status), (status = 503, description = "deadline passed or not ready", body = super::openapi::ErrorBody)))]
 pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
     if state.ready.load(Ordering::Acquire) {
         Json(serde_json::json!({"status": "ready"})).into_response()
@@ -449,6 +476,7 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// `GET /metrics`
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     state
         .metrics
@@ -462,6 +490,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// `GET /v1/info`
+#[utoipa::path(get, path = "/v1/info", tag = "operations", responses((status = 200, description = "model, default vocabulary, limits, ONNX Runtime version, execution provider", body = Object)))]
 pub async fn info(State(state): State<Arc<AppState>>) -> Response {
     let e = &state.engine;
     let m = e.manifest();

@@ -267,7 +267,7 @@ def font_codepoints(path: Path) -> set[int]:
         if fmt == 12:
             (n_groups,) = struct.unpack_from(">I", data, sub + 12)
             for g in range(n_groups):
-                start, end, glyph = struct.unpack_from(">III", data, sub + 16 + 12 * g)
+                start, end, _glyph = struct.unpack_from(">III", data, sub + 16 + 12 * g)
                 points.update(range(start, end + 1))
         elif fmt == 4:
             (seg_x2,) = struct.unpack_from(">H", data, sub + 6)

@@ -73,7 +73,14 @@ class SplitRecipe:
 
 RECIPES = {
     "train": SplitRecipe(
-        backgrounds={"gradient": 1.0, "value_noise": 1.5, "stripes": 1.0, "checker": 1.0, "dead_leaves": 1.5, "photo": 2.0},
+        backgrounds={
+            "gradient": 1.0,
+            "value_noise": 1.5,
+            "stripes": 1.0,
+            "checker": 1.0,
+            "dead_leaves": 1.5,
+            "photo": 2.0,
+        },
         photos=("bus.jpg", "zidane.jpg"),
         jpeg_quality=(30, 95),
         blur_radius=(0.3, 1.5),
@@ -100,7 +107,8 @@ def load_classes(path: Path = CLASSES) -> tuple[list[EmojiClass], dict]:
     """The classes of classes.json (in id order) and the whole document."""
     doc = json.loads(path.read_text(encoding="utf-8"))
     classes = [
-        EmojiClass(c["id"], c["name"], int(c["codepoint"][2:], 16), c["subgroup"], c["split"]) for c in doc["classes"]
+        EmojiClass(c["id"], c["name"], int(c["codepoint"].removeprefix("U+"), 16), c["subgroup"], c["split"])
+        for c in doc["classes"]
     ]
     if [c.id for c in classes] != list(range(len(classes))):
         raise ValueError(f"{path}: class ids must be 0..K-1 in order")
@@ -425,7 +433,13 @@ class SceneGenerator:
         return np.concatenate([rgb, np.asarray(mask, np.float32)[..., None] / 255.0], axis=2)
 
     def _paste(
-        self, rng: np.random.Generator, canvas: np.ndarray, owner: np.ndarray, placed: list[_Placed], rgba: np.ndarray, label: int
+        self,
+        rng: np.random.Generator,
+        canvas: np.ndarray,
+        owner: np.ndarray,
+        placed: list[_Placed],
+        rgba: np.ndarray,
+        label: int,
     ) -> bool:
         """Composites `rgba` at a random position that keeps every earlier object at least
         MIN_VISIBLE visible and this one MIN_INSIDE inside the canvas; False when 10 tries fail."""
@@ -460,7 +474,9 @@ class SceneGenerator:
             return True
         return False
 
-    def _degrade(self, rng: np.random.Generator, canvas: np.ndarray, encode_jpeg: bool) -> tuple[np.ndarray, int | None]:
+    def _degrade(
+        self, rng: np.random.Generator, canvas: np.ndarray, encode_jpeg: bool
+    ) -> tuple[np.ndarray, int | None]:
         """Image-level colour jitter, noise, blur and JPEG artefacts -> uint8."""
         r = self.recipe
         img = canvas
@@ -516,9 +532,16 @@ def _write_one(args: tuple[int, str]) -> dict:
 
 
 def generate(args: argparse.Namespace) -> None:
+    global _WORKER
     out: Path = args.out
     (out / "images").mkdir(parents=True, exist_ok=True)
-    kwargs = dict(split=args.split, size=args.size, seed=args.seed, which=args.classes, classes_path=args.class_file)
+    kwargs = {
+        "split": args.split,
+        "size": args.size,
+        "seed": args.seed,
+        "which": args.classes,
+        "classes_path": args.class_file,
+    }
     gen = SceneGenerator(**kwargs)
     jobs = [(i, str(out / "images" / f"{args.split}_{i:06d}.jpg")) for i in range(args.start, args.start + args.count)]
     t0 = time.perf_counter()
@@ -526,7 +549,6 @@ def generate(args: argparse.Namespace) -> None:
         with mp.get_context("fork").Pool(args.workers, _init_worker, (kwargs,)) as pool:
             results = pool.map(_write_one, jobs, chunksize=16)
     else:
-        global _WORKER
         _WORKER = gen
         results = [_write_one(j) for j in jobs]
     dt = time.perf_counter() - t0
@@ -573,7 +595,9 @@ def bench(args: argparse.Namespace) -> None:
         n_boxes = sum(len(gen.scene(i, encode_jpeg=encode).boxes) for i in range(args.count))
         dt = time.perf_counter() - t0
         what = "with in-memory JPEG round trip" if encode else "JPEG step left to the writer"
-        print(f"{args.split} {args.size}px, {what}: {args.count / dt:.1f} images/s, {n_boxes / args.count:.2f} boxes/image")
+        print(
+            f"{args.split} {args.size}px, {what}: {args.count / dt:.1f} images/s, {n_boxes / args.count:.2f} boxes/image"
+        )
 
 
 def sheet(args: argparse.Namespace) -> None:
@@ -604,8 +628,12 @@ def main() -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--size", type=int, default=320)
     g.add_argument("--start", type=int, default=0, help="first image index of the stream")
-    g.add_argument("--classes", choices=("seen", "unseen", "all"), default=None,
-                   help="classes drawn (default: seen for train, all for heldout)")
+    g.add_argument(
+        "--classes",
+        choices=("seen", "unseen", "all"),
+        default=None,
+        help="classes drawn (default: seen for train, all for heldout)",
+    )
     g.add_argument("--class-file", type=Path, default=CLASSES)
     g.add_argument("--workers", type=int, default=1, help="processes (default 1: the CPU is shared)")
     g.set_defaults(func=generate)

@@ -52,8 +52,9 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
 
 
-def detect(scores: np.ndarray, boxes: np.ndarray, threshold: float, pre_nms: int, iou: float, keep: int
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def detect(
+    scores: np.ndarray, boxes: np.ndarray, threshold: float, pre_nms: int, iou: float, keep: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Multi-label candidates, class-aware greedy NMS, top `keep`: (boxes, scores, classes)."""
     anchors, classes = np.nonzero(scores >= threshold)
     s = scores[anchors, classes]
@@ -153,22 +154,41 @@ def main() -> None:
         if not any(len(g) for g in gt_arrays[k].values()):
             continue
         aps = [average_precision(dets[k], gt_arrays[k], t) for t in IOU_THRESHOLDS]
-        per_class[classes[k]["name"]] = {"split": split_of[k], "ap50": aps[0], "ap": float(np.mean(aps)),
-                                         "gt": int(sum(len(g) for g in gt_arrays[k].values()))}
+        per_class[classes[k]["name"]] = {
+            "split": split_of[k],
+            "ap50": aps[0],
+            "ap": float(np.mean(aps)),
+            "gt": int(sum(len(g) for g in gt_arrays[k].values())),
+        }
     summary = {}
     for group in ("seen", "unseen"):
         rows = [v for v in per_class.values() if v["split"] == group]
         if rows:
-            summary[group] = {"classes": len(rows), "gt_boxes": sum(r["gt"] for r in rows),
-                              "AP50": float(np.mean([r["ap50"] for r in rows])),
-                              "AP50:95": float(np.mean([r["ap"] for r in rows]))}
-    result = {"model": str(args.model), "data": str(args.data), "images": len(images), "vocab": args.vocab,
-              "vocab_size": len(vocab_ids), "seconds": round(dt, 1), "summary": summary, "per_class": per_class}
-    print(f"{args.model} on {len(images)} images of {args.data}, vocabulary {args.vocab} ({len(vocab_ids)} classes), "
-          f"{len(images) / dt:.1f} images/s")
+            summary[group] = {
+                "classes": len(rows),
+                "gt_boxes": sum(r["gt"] for r in rows),
+                "AP50": float(np.mean([r["ap50"] for r in rows])),
+                "AP50:95": float(np.mean([r["ap"] for r in rows])),
+            }
+    result = {
+        "model": str(args.model),
+        "data": str(args.data),
+        "images": len(images),
+        "vocab": args.vocab,
+        "vocab_size": len(vocab_ids),
+        "seconds": round(dt, 1),
+        "summary": summary,
+        "per_class": per_class,
+    }
+    print(
+        f"{args.model} on {len(images)} images of {args.data}, vocabulary {args.vocab} ({len(vocab_ids)} classes), "
+        f"{len(images) / dt:.1f} images/s"
+    )
     for group, v in summary.items():
-        print(f"  {group:6s}: {v['classes']:3d} classes, {v['gt_boxes']:5d} boxes, "
-              f"AP50 {100 * v['AP50']:.1f}, AP50:95 {100 * v['AP50:95']:.1f}")
+        print(
+            f"  {group:6s}: {v['classes']:3d} classes, {v['gt_boxes']:5d} boxes, "
+            f"AP50 {100 * v['AP50']:.1f}, AP50:95 {100 * v['AP50:95']:.1f}"
+        )
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
 

@@ -32,10 +32,14 @@ stream depends only on --seed and i, so a resumed run sees the same data), or a 
 COCO directory (`--data DIR`, images cycled in a seeded order per epoch).
 
 Run control: `--time-budget-min` stops gracefully (checkpoint, then export); without `--steps`
-the schedule length is estimated from the speed of steps 10-40 and fixed in the checkpoint.
+the schedule length is measured on 30 steps and re-fitted every 200 steps to the recent speed
+(stored in the checkpoint), so the learning rate reaches its end value at the budget.
 Checkpoints (OUT/last.pt) every `--ckpt-every` steps and at the end; `--resume` continues from
 OUT/last.pt with the arguments stored there (only --time-budget-min, --workers, --threads, --export,
---no-export may be given anew). OUT/train.log gets the exact command line; OUT/loss.csv the curve.
+--no-export may be given anew; --export-only exports OUT/last.pt's EMA weights without training);
+the time budget counts training time over all sessions of a run. OUT/train.log gets the exact
+command line; OUT/loss.csv the curve. OMP_WAIT_POLICY=PASSIVE is set (unless already set): on
+the shared CPU, spinning OpenMP threads made steps ten times slower.
 
     /work/devvenv/bin/python scripts/train_demo.py --out data/demo/run --time-budget-min 90
     /work/devvenv/bin/python scripts/train_demo.py --out data/demo/run --resume --time-budget-min 120
@@ -117,9 +121,18 @@ def to_sample(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, vocab: n
 class StreamDataset(torch.utils.data.Dataset):
     """Items first..first+count-1 of the scene stream of `emoji_data.SceneGenerator`."""
 
-    def __init__(self, split: str, which: str, size: int, seed: int, first: int, count: int, vocab_size: int,
-                 vocab_pool: np.ndarray) -> None:
-        self.kw = dict(split=split, size=size, seed=seed, which=which)
+    def __init__(
+        self,
+        split: str,
+        which: str,
+        size: int,
+        seed: int,
+        first: int,
+        count: int,
+        vocab_size: int,
+        vocab_pool: np.ndarray,
+    ) -> None:
+        self.kw = {"split": split, "size": size, "seed": seed, "which": which}
         self.seed, self.first, self.count = seed, first, count
         self.vocab_size, self.pool = vocab_size, vocab_pool
         self.gen: emoji_data.SceneGenerator | None = None  # built lazily in each worker
@@ -140,8 +153,9 @@ class CocoDataset(torch.utils.data.Dataset):
     """Items first..first+count-1 of an endless, per-epoch shuffled pass over a COCO directory
     written by `emoji_data.py generate`."""
 
-    def __init__(self, root: Path, seed: int, first: int, count: int, vocab_size: int, vocab_pool: np.ndarray,
-                 allowed: set[int]) -> None:
+    def __init__(
+        self, root: Path, seed: int, first: int, count: int, vocab_size: int, vocab_pool: np.ndarray, allowed: set[int]
+    ) -> None:
         doc = json.loads((root / "annotations.json").read_text())
         per_image: dict[int, list] = {im["id"]: [] for im in doc["images"]}
         for a in doc["annotations"]:
@@ -176,7 +190,11 @@ class CocoDataset(torch.utils.data.Dataset):
 def collate(items: list[dict]) -> dict:
     n = max(1, max(len(it["labels"]) for it in items))
     b = len(items)
-    boxes, labels, mask = torch.zeros(b, n, 4), torch.zeros(b, n, dtype=torch.int64), torch.zeros(b, n, dtype=torch.bool)
+    boxes, labels, mask = (
+        torch.zeros(b, n, 4),
+        torch.zeros(b, n, dtype=torch.int64),
+        torch.zeros(b, n, dtype=torch.bool),
+    )
     for i, it in enumerate(items):
         k = len(it["labels"])
         boxes[i, :k], labels[i, :k], mask[i, :k] = it["boxes"], it["labels"], True
@@ -232,7 +250,9 @@ def ciou(a: Tensor, b: Tensor, eps: float = 1e-7) -> Tensor:
     cw = torch.maximum(a[..., 2], b[..., 2]) - torch.minimum(a[..., 0], b[..., 0])
     ch = torch.maximum(a[..., 3], b[..., 3]) - torch.minimum(a[..., 1], b[..., 1])
     c2 = cw**2 + ch**2 + eps
-    rho2 = ((b[..., 0] + b[..., 2] - a[..., 0] - a[..., 2]) ** 2 + (b[..., 1] + b[..., 3] - a[..., 1] - a[..., 3]) ** 2) / 4
+    rho2 = (
+        (b[..., 0] + b[..., 2] - a[..., 0] - a[..., 2]) ** 2 + (b[..., 1] + b[..., 3] - a[..., 1] - a[..., 3]) ** 2
+    ) / 4
     v = (4 / math.pi**2) * (torch.atan(bw / bh) - torch.atan(aw / ah)) ** 2
     with torch.no_grad():
         alpha = v / (v - iou + (1 + eps))
@@ -240,8 +260,18 @@ def ciou(a: Tensor, b: Tensor, eps: float = 1e-7) -> Tensor:
 
 
 @torch.no_grad()
-def assign(scores: Tensor, pred_boxes: Tensor, points: Tensor, gt_boxes: Tensor, gt_labels: Tensor, gt_mask: Tensor,
-           topk: int = 10, alpha: float = 0.5, beta: float = 6.0, eps: float = 1e-9) -> tuple[Tensor, Tensor, Tensor]:
+def assign(
+    scores: Tensor,
+    pred_boxes: Tensor,
+    points: Tensor,
+    gt_boxes: Tensor,
+    gt_labels: Tensor,
+    gt_mask: Tensor,
+    topk: int = 10,
+    alpha: float = 0.5,
+    beta: float = 6.0,
+    eps: float = 1e-9,
+) -> tuple[Tensor, Tensor, Tensor]:
     """YOLOv8 task-aligned assignment. scores [B, N, K] (sigmoid), pred_boxes [B, N, 4], points
     [N, 2], gt_* [B, M, ...]. Returns target boxes [B, N, 4], target scores [B, N, K], fg [B, N]."""
     b, n, k = scores.shape
@@ -270,7 +300,9 @@ def assign(scores: Tensor, pred_boxes: Tensor, points: Tensor, gt_boxes: Tensor,
     return target_boxes, target_scores, fg
 
 
-def detection_loss(logits: Tensor, raw: Tensor, points: Tensor, stride: Tensor, batch: dict) -> tuple[Tensor, dict[str, float]]:
+def detection_loss(
+    logits: Tensor, raw: Tensor, points: Tensor, stride: Tensor, batch: dict
+) -> tuple[Tensor, dict[str, float]]:
     """Total loss (mmyolo's YOLOv8 scaling: weighted, times batch size) and its weighted parts
     per image."""
     pred_boxes = decode(raw, points, stride)
@@ -295,7 +327,11 @@ def detection_loss(logits: Tensor, raw: Tensor, points: Tensor, stride: Tensor, 
         loss_dfl = (dfl * weight).sum() / score_sum
     else:
         loss_box = loss_dfl = pred_boxes.sum() * 0.0
-    parts = {"cls": LOSS_WEIGHTS["cls"] * loss_cls, "box": LOSS_WEIGHTS["box"] * loss_box, "dfl": LOSS_WEIGHTS["dfl"] * loss_dfl}
+    parts = {
+        "cls": LOSS_WEIGHTS["cls"] * loss_cls,
+        "box": LOSS_WEIGHTS["box"] * loss_box,
+        "dfl": LOSS_WEIGHTS["dfl"] * loss_dfl,
+    }
     total = sum(parts.values()) * logits.shape[0]
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
@@ -345,7 +381,8 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.op
         (decay if p.ndim > 1 else no_decay).append(p)  # conv / linear weights vs BN, biases, scalars
     return torch.optim.AdamW(
         [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr, betas=(0.9, 0.999),
+        lr=lr,
+        betas=(0.9, 0.999),
     )
 
 
@@ -361,19 +398,41 @@ def lr_at(step: int, total: int, warmup: int, peak: float, final_ratio: float = 
 # Export
 
 
-def export_bundle(run: Path, ema_state: dict, args: argparse.Namespace, out: Path, classes_doc: dict,
-                  steps_done: int, images_seen: int) -> None:
+def export_bundle(
+    run: Path,
+    ema_state: dict,
+    args: argparse.Namespace,
+    out: Path,
+    classes_doc: dict,
+    steps_done: int,
+    images_seen: int,
+) -> None:
     """OUT/demo_dosod_n.pth (official checkpoint layout: {"state_dict", "meta"}) -> bundle via
     scripts/export_dosod.py (which checks ONNX against PyTorch), then our manifest with
     [default_vocabulary] and a model card."""
     ckpt = run / EXPORT_NAME
     meta = {"demo_training": {"steps": steps_done, "images": images_seen, "args": vars(args)}}
     torch.save({"state_dict": ema_state, "meta": meta}, ckpt)
-    producer = "scripts/train_demo.py " + shlex.join(sys.argv[1:])
-    export_dosod.main([
-        str(ckpt), "--size", "n", "--input-size", str(args.size), "--text-dim", "384", "--out", str(out),
-        "--name", "demo", "--license", "Apache-2.0", "--producer", producer,
-    ])
+    producer = "scripts/train_demo.py " + getattr(args, "command", shlex.join(sys.argv[1:]))
+    export_dosod.main(
+        [
+            str(ckpt),
+            "--size",
+            "n",
+            "--input-size",
+            str(args.size),
+            "--text-dim",
+            "384",
+            "--out",
+            str(out),
+            "--name",
+            "demo",
+            "--license",
+            "Apache-2.0",
+            "--producer",
+            producer,
+        ]
+    )
     sha = sha256_of(ckpt)
     manifest = Manifest(
         name="demo",
@@ -391,21 +450,23 @@ def export_bundle(run: Path, ema_state: dict, args: argparse.Namespace, out: Pat
     (out / "model.toml").write_text(toml)
     seen = sum(1 for c in classes_doc["classes"] if c["split"] == "seen")
     (out / "README.md").write_text(
-        "\n".join([
-            "# demo",
-            "",
-            "DOSOD-N (ours: deepen 0.33, widen 0.125), 320x320, float32, with the frozen all-MiniLM-L6-v2 text",
-            f"encoder. Trained from scratch on CPU by `{producer}`",
-            f"({steps_done} steps, {images_seen} synthetic images) on scenes of Noto Color Emoji glyphs",
-            f"(scripts/emoji_data.py): {seen} seen classes; the unseen classes of configs/demo/classes.json were",
-            "never drawn in training. Recipe and measured results: docs/demo-model.md.",
-            "",
-            "* Weights: Apache-2.0 (trained here). Training images were rendered from Noto Color Emoji",
-            "  (SIL OFL 1.1 font; Apache-2.0 artwork).",
-            f"* Checkpoint: {EXPORT_NAME}, sha256 {sha}",
-            f"* Default vocabulary: {', '.join(default)}",
-            "",
-        ])
+        "\n".join(
+            [
+                "# demo",
+                "",
+                "DOSOD-N (ours: deepen 0.33, widen 0.125), 320x320, float32, with the frozen all-MiniLM-L6-v2 text",
+                f"encoder. Trained from scratch on CPU by `{producer}`",
+                f"({steps_done} steps, {images_seen} synthetic images) on scenes of Noto Color Emoji glyphs",
+                f"(scripts/emoji_data.py): {seen} seen classes; the unseen classes of configs/demo/classes.json were",
+                "never drawn in training. Recipe and measured results: docs/demo-model.md.",
+                "",
+                "* Weights: Apache-2.0 (trained here). Training images were rendered from Noto Color Emoji",
+                "  (SIL OFL 1.1 font; Apache-2.0 artwork).",
+                f"* Checkpoint: {EXPORT_NAME}, sha256 {sha}",
+                f"* Default vocabulary: {', '.join(default)}",
+                "",
+            ]
+        )
     )
     print(f"bundle: {out}/ (model.toml with [default_vocabulary], {len(default)} classes)")
 
@@ -502,21 +563,28 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"{ckpt_path} not found")
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         stored = argparse.Namespace(**state["args"])
-        for key in RESUMABLE_OVERRIDES:
-            setattr(stored, key, getattr(args, key))
+        for key in RESUMABLE_OVERRIDES:  # given anew on the command line: replaces the stored value
+            if getattr(args, key) is not None:
+                setattr(stored, key, getattr(args, key))
         stored.resume = args.resume
         args = stored
+    else:
+        args.command = shlex.join(sys.argv[1:] if argv is None else argv)  # the training command, for provenance
     torch.set_num_threads(args.threads)
     run = Run(args)
     run.log(f"command: {shlex.join([sys.executable] + sys.argv)}")
-    run.log(f"torch {torch.__version__}, threads {args.threads}, workers {args.workers}; args {json.dumps(vars(args), default=str)}")
+    run.log(
+        f"torch {torch.__version__}, threads {args.threads}, workers {args.workers}; args {json.dumps(vars(args), default=str)}"
+    )
 
     classes, doc = emoji_data.load_classes(args.classes)
     seen = np.array(emoji_data.class_ids(classes, "seen"))
     all_ids = np.array(emoji_data.class_ids(classes, "all"))
     if len(seen) < args.vocab_size:
         raise SystemExit(f"{len(seen)} seen classes; --vocab-size {args.vocab_size} needs at least as many")
-    text = torch.from_numpy(minilm_text.cached_embeddings(args.text_cache, [c.name for c in classes], doc["template"], args.encoder))
+    text = torch.from_numpy(
+        minilm_text.cached_embeddings(args.text_cache, [c.name for c in classes], doc["template"], args.encoder)
+    )
 
     model = build_model(args.size, args.vocab_size, args.seed)
     ema = ModelEMA(model)
@@ -545,14 +613,35 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("give --steps or --time-budget-min")
     horizon = total_steps if total_steps is not None else 10**9  # items the data loader may need
     if args.data:
-        dataset: torch.utils.data.Dataset = CocoDataset(args.data, args.seed, step * args.batch, (horizon - step) * args.batch,
-                                                        args.vocab_size, seen, set(int(i) for i in seen))
+        dataset: torch.utils.data.Dataset = CocoDataset(
+            args.data,
+            args.seed,
+            step * args.batch,
+            (horizon - step) * args.batch,
+            args.vocab_size,
+            seen,
+            {int(i) for i in seen},
+        )
     else:
-        dataset = StreamDataset("train", "seen", args.size, args.seed, step * args.batch, (horizon - step) * args.batch,
-                                args.vocab_size, seen)
+        dataset = StreamDataset(
+            "train",
+            "seen",
+            args.size,
+            args.seed,
+            step * args.batch,
+            (horizon - step) * args.batch,
+            args.vocab_size,
+            seen,
+        )
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=args.batch, shuffle=False, num_workers=args.workers, collate_fn=collate,
-        worker_init_fn=_worker_init, persistent_workers=args.workers > 0, prefetch_factor=4 if args.workers > 0 else None,
+        dataset,
+        batch_size=args.batch,
+        shuffle=False,
+        num_workers=args.workers,
+        collate_fn=collate,
+        worker_init_fn=_worker_init,
+        persistent_workers=args.workers > 0,
+        prefetch_factor=4 if args.workers > 0 else None,
     )
     val_sets = {}
     if args.val_every:
@@ -567,11 +656,19 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, on_signal)
 
     def checkpoint() -> None:
-        run.save({
-            "model": model.state_dict(), "ema": ema.module.state_dict(), "ema_updates": ema.updates,
-            "optimizer": opt.state_dict(), "step": step, "elapsed_s": elapsed, "images": images_seen,
-            "total_steps": total_steps, "args": vars(args),
-        })
+        run.save(
+            {
+                "model": model.state_dict(),
+                "ema": ema.module.state_dict(),
+                "ema_updates": ema.updates,
+                "optimizer": opt.state_dict(),
+                "step": step,
+                "elapsed_s": elapsed,
+                "images": images_seen,
+                "total_steps": total_steps,
+                "args": vars(args),
+            }
+        )
 
     from tqdm import tqdm
 
@@ -579,8 +676,16 @@ def main(argv: list[str] | None = None) -> None:
     csv = open(run.csv_path, "a", buffering=1)
     if new_csv:
         csv.write("step,images,elapsed_s,lr,loss,cls,box,dfl,images_per_s,val_seen,val_unseen\n")
-    bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, mininterval=1 if sys.stderr.isatty() else 30)
-    smooth, calib_t0, window_t0, window_imgs = None, None, time.perf_counter(), 0
+    bar = tqdm(
+        total=total_steps, initial=step, unit="step", dynamic_ncols=True, mininterval=1 if sys.stderr.isatty() else 30
+    )
+    smooth, window_t0, window_imgs = None, time.perf_counter(), 0
+    # Only a time budget: the schedule length is measured (30 steps after 10 of warm-up in this
+    # process) and then re-fitted every 200 steps to the recent speed, so that the cosine ends at
+    # the budget even when the shared CPU's speed changes.
+    fit_schedule = args.steps is None
+    speed_mark: tuple[int, float] | None = None
+    calib_from = step + 10
     reason = "schedule finished"
     t_last = time.perf_counter()
     for batch in loader:
@@ -607,19 +712,24 @@ def main(argv: list[str] | None = None) -> None:
         t_last = now
         per_image = float(loss.detach()) / images.shape[0]
         smooth = per_image if smooth is None else 0.95 * smooth + 0.05 * per_image
-        # Schedule length from the speed of steps 10..40 when only a time budget was given.
-        if total_steps is None:
-            if step == 10:
-                calib_t0 = (now, elapsed)
-            elif step == 40 and calib_t0 is not None:
-                sec_per_step = (elapsed - calib_t0[1]) / 30
-                total_steps = step + int((budget_s - elapsed) / sec_per_step)
+        if fit_schedule:
+            if step == calib_from:
+                speed_mark = (step, elapsed)
+            elif speed_mark is not None and step - speed_mark[0] == (30 if total_steps is None else 200):
+                sec_per_step = (elapsed - speed_mark[1]) / (step - speed_mark[0])
+                total_steps = step + max(1, int((budget_s - elapsed) / sec_per_step))
                 bar.total = total_steps
-                run.log(f"schedule: {sec_per_step:.3f} s/step measured on steps 10-40 -> {total_steps} steps in the budget")
+                run.log(
+                    f"schedule: {sec_per_step:.3f} s/step over steps {speed_mark[0]}-{step} -> "
+                    f"{total_steps} steps in the budget"
+                )
+                speed_mark = (step, elapsed)
         val = {}
         if args.val_every and step % args.val_every == 0:
             val = {k: validate(ema.module, v, text, points, stride) for k, v in val_sets.items()}
-            run.log(f"step {step}: held-out loss per image (EMA weights), seen classes {val['seen']:.4f}, unseen classes {val['unseen']:.4f}")
+            run.log(
+                f"step {step}: held-out loss per image (EMA weights), seen classes {val['seen']:.4f}, unseen classes {val['unseen']:.4f}"
+            )
             t_last = time.perf_counter()  # validation time is not training time
         if step % args.log_every == 0 or val:
             ips = window_imgs / max(now - window_t0, 1e-9)
@@ -628,9 +738,17 @@ def main(argv: list[str] | None = None) -> None:
                 f"{step},{images_seen},{elapsed:.1f},{lr:.6g},{per_image:.4f},{parts['cls']:.4f},{parts['box']:.4f},"
                 f"{parts['dfl']:.4f},{ips:.2f},{val.get('seen', '')},{val.get('unseen', '')}\n"
             )
-            bar.set_postfix(loss=f"{smooth:.3f}", cls=f"{parts['cls']:.3f}", box=f"{parts['box']:.3f}", img_s=f"{ips:.1f}", lr=f"{lr:.2e}")
-            run.log(f"step {step} lr {lr:.3g} loss {per_image:.4f} (cls {parts['cls']:.4f} box {parts['box']:.4f} "
-                    f"dfl {parts['dfl']:.4f}) smoothed {smooth:.4f} {ips:.1f} images/s")
+            bar.set_postfix(
+                loss=f"{smooth:.3f}",
+                cls=f"{parts['cls']:.3f}",
+                box=f"{parts['box']:.3f}",
+                img_s=f"{ips:.1f}",
+                lr=f"{lr:.2e}",
+            )
+            run.log(
+                f"step {step} lr {lr:.3g} loss {per_image:.4f} (cls {parts['cls']:.4f} box {parts['box']:.4f} "
+                f"dfl {parts['dfl']:.4f}) smoothed {smooth:.4f} {ips:.1f} images/s"
+            )
         bar.update(1)
         if step % args.ckpt_every == 0:
             checkpoint()
@@ -642,8 +760,10 @@ def main(argv: list[str] | None = None) -> None:
             break
     bar.close()
     checkpoint()
-    run.log(f"stopped at step {step}/{total_steps}: {reason}; {elapsed / 60:.1f} min, {images_seen} images, "
-            f"{images_seen / max(elapsed, 1e-9):.1f} images/s overall")
+    run.log(
+        f"stopped at step {step}/{total_steps}: {reason}; {elapsed / 60:.1f} min, {images_seen} images, "
+        f"{images_seen / max(elapsed, 1e-9):.1f} images/s overall"
+    )
     print(f"stopped at step {step}/{total_steps}: {reason}; {images_seen / max(elapsed, 1e-9):.1f} images/s overall")
     if stop["signal"] is None and not args.no_export:
         export_bundle(args.out, ema.module.state_dict(), args, export_dir, doc, step, images_seen)

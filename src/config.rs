@@ -40,6 +40,8 @@ pub struct ServerSettings {
     pub request_timeout_ms: u64,
     /// Images decoded at the same time (0: twice the physical cores).
     pub decode_concurrency: usize,
+    /// Async threads serving HTTP (0: half the physical cores, at least one).
+    pub http_threads: usize,
     /// Required on every route but health, metrics and the page's assets; empty: none.
     pub api_key: String,
     /// Origins allowed by CORS; empty: CORS off; `*`: any.
@@ -64,6 +66,7 @@ impl Default for ServerSettings {
             deadline_ms: 10_000,
             request_timeout_ms: 30_000,
             decode_concurrency: 0,
+            http_threads: 0,
             api_key: String::new(),
             cors_origins: Vec::new(),
             default_vocabulary: String::new(),
@@ -94,6 +97,8 @@ pub struct ServerArgs {
     pub request_timeout_ms: Option<u64>,
     #[arg(long, env = "DOSOD_DECODE_CONCURRENCY")]
     pub decode_concurrency: Option<usize>,
+    #[arg(long, env = "DOSOD_HTTP_THREADS")]
+    pub http_threads: Option<usize>,
     #[arg(long, env = "DOSOD_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Comma-separated origins.
@@ -123,6 +128,7 @@ impl ServerArgs {
             deadline_ms,
             request_timeout_ms,
             decode_concurrency,
+            http_threads,
             api_key,
             cors_origins,
             default_vocabulary,

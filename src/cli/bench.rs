@@ -23,6 +23,9 @@ pub struct BenchArgs {
     pub warmup: usize,
     #[command(flatten)]
     pub vocab: VocabArgs,
+    /// Also measure batch throughput: forward passes of this many prepared images.
+    #[arg(long, default_value_t = 0)]
+    pub batch: usize,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -65,6 +68,10 @@ struct Report {
     /// median end-to-end / median bare session.run
     ratio: f64,
     fps: f64,
+    /// images/s of `infer` + post-processing on batches of `batch` prepared images
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch_throughput: Option<f64>,
+    batch: usize,
 }
 
 pub fn run(settings: &Settings, args: &BenchArgs) -> Result<std::process::ExitCode> {
@@ -104,6 +111,20 @@ pub fn run(settings: &Settings, args: &BenchArgs) -> Result<std::process::ExitCo
     }
     let [decode, preprocess, inference, postprocess, end_to_end, bare] =
         stages.map(|s| Stat::of(&s));
+    let batch_throughput = if args.batch > 0 {
+        let refs: Vec<&crate::engine::Prepared> = vec![&reference; args.batch];
+        engine.infer(&refs, &vocab)?;
+        let start = Instant::now();
+        for _ in 0..args.runs {
+            let raw = engine.infer(&refs, &vocab)?;
+            for i in 0..args.batch {
+                std::hint::black_box(engine.finish(&raw, i, &reference.letterbox, &vocab, &params));
+            }
+        }
+        Some((args.batch * args.runs) as f64 / start.elapsed().as_secs_f64())
+    } else {
+        None
+    };
     let m = engine.manifest();
     let report = Report {
         model: m.model.name.clone(),
@@ -121,6 +142,8 @@ pub fn run(settings: &Settings, args: &BenchArgs) -> Result<std::process::ExitCo
         bare_session_run: bare,
         ratio: end_to_end.median / bare.median,
         fps: 1e3 / end_to_end.median,
+        batch_throughput,
+        batch: args.batch,
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -156,4 +179,10 @@ fn print_table(r: &Report) {
         "end-to-end / bare session.run = {:.3}   ({:.1} frames/s end to end)",
         r.ratio, r.fps
     );
+    if let Some(t) = r.batch_throughput {
+        println!(
+            "batch of {}: {t:.1} images/s (inference + post-processing)",
+            r.batch
+        );
+    }
 }

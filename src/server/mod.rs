@@ -169,6 +169,9 @@ async fn require_key(State(state): State<Arc<AppState>>, req: Request, next: Nex
     if key.is_empty() || presented_key(req.headers()).as_deref() == Some(key.as_str()) {
         next.run(req).await
     } else {
+        // Read (and drop) what the client is still sending, so it sees the 401 rather than a
+        // connection reset; the body limit bounds the work.
+        let _ = axum::body::to_bytes(req.into_body(), state.settings.max_body_bytes).await;
         ApiError::Unauthorized.into_response()
     }
 }

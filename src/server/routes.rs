@@ -113,6 +113,14 @@ impl AppState {
     }
 
     /// Decode, letterbox, queue for inference and wait: the pipeline behind every route.
+    /// Fails fast with 429 when the inference queue is full, before any work on the request.
+    pub fn admit(&self) -> Result<(), ApiError> {
+        if self.scheduler.depth() >= self.scheduler.policy().queue_size {
+            return Err(ApiError::Overloaded { retry_after_s: 1 });
+        }
+        Ok(())
+    }
+
     pub async fn detect_one(
         self: &Arc<Self>,
         bytes: axum::body::Bytes,
@@ -121,9 +129,7 @@ impl AppState {
         keep_image: bool,
     ) -> Result<Detected, ApiError> {
         let start = Instant::now();
-        if self.scheduler.depth() >= self.scheduler.policy().queue_size {
-            return Err(ApiError::Overloaded { retry_after_s: 1 });
-        }
+        self.admit()?;
         let permit = self
             .decode_slots
             .acquire()

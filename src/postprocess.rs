@@ -26,6 +26,22 @@ pub const MAX_CANDIDATES: usize = 30_000;
 pub const MAX_DETECTIONS_LIMIT: usize = 10_000;
 
 impl DetectParams {
+    /// These parameters with a request's overrides applied, validated.
+    pub fn overridden(
+        mut self,
+        score_threshold: Option<f32>,
+        iou_threshold: Option<f32>,
+        max_detections: Option<usize>,
+        multi_label: Option<bool>,
+    ) -> Result<DetectParams> {
+        self.score_threshold = score_threshold.unwrap_or(self.score_threshold);
+        self.iou_threshold = iou_threshold.unwrap_or(self.iou_threshold);
+        self.max_detections = max_detections.unwrap_or(self.max_detections);
+        self.multi_label = multi_label.unwrap_or(self.multi_label);
+        self.validate()?;
+        Ok(self)
+    }
+
     /// Checks every knob; a bad one is an `InvalidParameter` naming it.
     pub fn validate(&self) -> Result<()> {
         let unit = |name: &str, v: f32| {

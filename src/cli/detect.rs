@@ -47,18 +47,12 @@ pub fn run(settings: &Settings, args: &DetectArgs) -> Result<std::process::ExitC
     let store = load_store(settings)?;
     let engine = store.engine().clone();
     let vocab = vocabulary(&store, &args.vocab)?;
-    let mut params = engine.default_params();
-    if let Some(v) = args.score_threshold {
-        params.score_threshold = v;
-    }
-    if let Some(v) = args.iou_threshold {
-        params.iou_threshold = v;
-    }
-    if let Some(v) = args.max_detections {
-        params.max_detections = v;
-    }
-    params.multi_label |= args.multi_label;
-    params.validate()?;
+    let params = engine.default_params().overridden(
+        args.score_threshold,
+        args.iou_threshold,
+        args.max_detections,
+        args.multi_label.then_some(true),
+    )?;
 
     let annotate_dir = match &args.annotate {
         Some(p) if args.images.len() > 1 || p.extension().is_none() => {

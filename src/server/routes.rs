@@ -76,20 +76,12 @@ impl AppState {
         options: &DetectOptions,
         fallback: &str,
     ) -> Result<(Arc<Vocabulary>, DetectParams), ApiError> {
-        let mut params = self.engine.default_params();
-        if let Some(v) = options.score_threshold {
-            params.score_threshold = v;
-        }
-        if let Some(v) = options.iou_threshold {
-            params.iou_threshold = v;
-        }
-        if let Some(v) = options.max_detections {
-            params.max_detections = v;
-        }
-        if let Some(v) = options.multi_label {
-            params.multi_label = v;
-        }
-        params.validate()?;
+        let params = self.engine.default_params().overridden(
+            options.score_threshold,
+            options.iou_threshold,
+            options.max_detections,
+            options.multi_label,
+        )?;
         let state = self.clone();
         let options = options.clone();
         let fallback = fallback.to_string();

@@ -17,7 +17,10 @@ RUN python -m venv /venv \
  && cp /venv/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.32.0 /libonnxruntime.so.1.32.0
 
 FROM debian:bookworm-slim
-RUN useradd --system --home /srv/dosod dosod
+# ffmpeg decodes camera streams ([[streams]], docs/streams.md).
+RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --home /srv/dosod dosod
 WORKDIR /srv/dosod
 COPY --from=build /src/target/release/dosod /usr/local/bin/dosod
 COPY --from=models /libonnxruntime.so.1.32.0 /usr/local/lib/libonnxruntime.so.1.32.0
@@ -29,5 +32,6 @@ ENV DOSOD_ORT_LIB=/usr/local/lib/libonnxruntime.so.1.32.0 \
     DOSOD_LOG_FORMAT=json \
     DOSOD_LOG=info
 USER dosod
+EXPOSE 8080
 ENTRYPOINT ["dosod"]
-CMD ["detect", "samples/zidane.jpg"]
+CMD ["serve", "--host", "0.0.0.0"]

@@ -14,13 +14,13 @@ BIN := target/release/dosod
 ORT_LIB = $(shell ls $(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.$(ORT_VERSION) 2>/dev/null | head -n1)
 export DOSOD_ORT_LIB = $(abspath $(ORT_LIB))
 
-.PHONY: run test setup venv bundles encoders build lint bench criterion web-deps clean-generated
+.PHONY: run test setup venv bundles encoders build lint bench criterion web-deps stream-deps eval-demo test-opencv clean-generated
 
 # The main job: the HTTP API and web page on the default bundle (http://127.0.0.1:8080/).
 run: setup build
 	$(BIN) serve
 
-test: setup build web-deps
+test: setup build web-deps stream-deps
 	$(VPY) scripts/build_clip_tokenizer.py --out tests/fixtures/clip-tiny/tokenizer.json --check
 	$(CARGO) test --release --all-targets
 	$(MAKE) lint
@@ -56,8 +56,29 @@ tests/web/node_modules/.package-lock.json: tests/web/package.json tests/web/pack
 	cd tests/web && npm ci --no-audit --no-fund
 	touch $@
 
+# Stream test dependencies (Debian): ffmpeg, mosquitto, GStreamer's RTSP server.
+stream-deps:
+	@bash scripts/stream_test_deps.sh
+
 build:
 	$(CARGO) build --release
+
+# The demo model's held-out evaluation (docs/demo-model.md): 2,000 fresh scenes of all 639
+# classes (seed 0; needs Debian's fonts-noto-color-emoji), scored three ways.
+DEMO_HELDOUT := data/demo/heldout
+eval-demo: setup build
+	@test -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq fonts-noto-color-emoji >/dev/null; } \
+	  || { echo "apt-get install fonts-noto-color-emoji"; exit 1; }
+	test -f $(DEMO_HELDOUT)/annotations.json || $(VPY) scripts/emoji_data.py generate --split heldout --count 2000 --seed 0 --out $(DEMO_HELDOUT)
+	$(BIN) --model models/demo eval --annotations $(DEMO_HELDOUT)/annotations.json --images $(DEMO_HELDOUT) --where split=seen --json data/demo/eval-seen.json | head -n 13
+	$(BIN) --model models/demo eval --annotations $(DEMO_HELDOUT)/annotations.json --images $(DEMO_HELDOUT) --where split=unseen --json data/demo/eval-unseen.json | head -n 13
+	$(BIN) --model models/demo eval --annotations $(DEMO_HELDOUT)/annotations.json --images $(DEMO_HELDOUT) --group-by split --json data/demo/eval-all.json | head -n 17
+
+# The OpenCV stream backend (cargo feature `opencv`): Debian's OpenCV and clang, then the
+# stream test that reads the clip through VideoCapture.
+test-opencv: setup web-deps stream-deps
+	@dpkg -s libopencv-dev clang libclang-dev >/dev/null 2>&1 || apt-get install -y -qq libopencv-dev clang libclang-dev >/dev/null
+	$(CARGO) test --release --features opencv --test streams the_opencv_backend_reads_a_file
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -10,7 +10,16 @@ preferred; docs/model-bundle.md pre-processing), as one batch. Compared:
   max |diff| of scores (limit 1e-4) and boxes (limit 1e-2 px);
 * adaptor.onnx vs the PyTorch text MLP (limit 1e-4);
 * detector_baked.onnx vs detector.onnx with the same vocabulary (limit 1e-4 on scores);
-* the float16 detector vs PyTorch float32 (limit 1e-2 on scores).
+* the float16 detector vs PyTorch float32 (limit 1e-2 on scores);
+* the Rust engine (`target/release/dosod detect` on the exported float32 bundle, vocabulary as
+  text embeddings through adaptor.onnx) vs Python post-processing (scripts/reference_detect.py:
+  threshold, class-aware NMS at 0.65, top 100) of the PyTorch outputs, on the fixture photos
+  whose long side is already the input size (models/generated/fixtures-png/*-640.png from
+  `make setup`: the letterbox only pads, so both sides see the same pixels): same labels in the
+  same order, boxes within 1 px, scores within 1e-4. The threshold is put in the middle of the
+  widest score gap among the 3rd-12th best survivors of NMS, so a 1e-6 difference cannot move a
+  box across it. At 320 px (N) no fixture fits without resizing; that size is checked in
+  `make test` (tests/agreement.rs) against committed references.
 
 Each level's bias is shifted so that 5 % of the scores on these inputs are above 0.5.
 
@@ -24,6 +33,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +56,58 @@ from dosod.synthetic import random_detector, random_scenes, save_checkpoint  # n
 SIZES = {"n": 320, "s": 640, "m": 640, "l": 640}
 LIMITS = {"scores": 1e-4, "boxes": 1e-2, "joint": 1e-4, "baked": 1e-4, "fp16": 1e-2}
 NAMES = ["person", "bus", "car", "dog", "tie"]
+PNG_DIR = ROOT / "models/generated/fixtures-png"
+DOSOD = ROOT / "target/release/dosod"
+IOU = 0.65
+MAX_DET = 100
+
+
+def engine_check(model, text: torch.Tensor, joint: torch.Tensor, bundle: Path, px: int, work: Path) -> tuple[list[str], bool]:
+    """The Rust engine on the exported bundle vs the PyTorch outputs post-processed in Python."""
+    pngs = sorted(PNG_DIR.glob("*-640.png")) if px == 640 else []
+    if not pngs:
+        why = "no fixture fits 320 px unresized; see tests/agreement.rs" if px != 640 else "run `make setup`"
+        return [f"  Rust engine vs PyTorch        skipped ({why})"], px != 640
+    if not DOSOD.is_file():
+        return [f"  Rust engine vs PyTorch        {DOSOD} missing: run `make build`"], False
+    spec = {"width": px, "height": px, "pad_value": 114, "pad_position": "center"}
+    np.save(work / "text.npy", text.numpy().astype(np.float32))
+    (work / "text.txt").write_text("\n".join(NAMES) + "\n")
+    worst_s, worst_b, total, ok, thresholds = 0.0, 0.0, 0, True, []
+    for png in pngs:
+        img = rd.load_rgb(png)
+        x, lb = rd.letterbox(img, spec, np.float32)
+        assert lb.scale == 1, f"{png.name} is resized at {px} px"
+        with torch.no_grad():
+            s, b = model.predict(torch.from_numpy(x), joint)
+        s, b = s[0].numpy(), b[0].numpy()
+        survivors = [d[2] for d in rd.postprocess(s, b, np.float32(0.0), IOU, 10_000, False)][:13]
+        gap, cut = max((survivors[i - 1] - survivors[i], i) for i in range(3, min(13, len(survivors))))
+        thr = (survivors[cut - 1] + survivors[cut]) / 2
+        thresholds.append(f"{thr:.4f} (gap {gap:.1e})")
+        want = rd.postprocess(s, b, np.float32(thr), IOU, MAX_DET, False)
+        out = subprocess.run(
+            [str(DOSOD), "detect", "--model", str(bundle), "--vocab", str(work / "text.npy"),
+             "--names", str(work / "text.txt"), "--score-threshold", f"{thr:.9g}",
+             "--iou-threshold", str(IOU), "--max-detections", str(MAX_DET), str(png)],
+            cwd=ROOT, capture_output=True, text=True,
+        )
+        if out.returncode != 0:
+            return [f"  Rust engine vs PyTorch        dosod detect failed: {out.stderr.strip()}"], False
+        got = json.loads(out.stdout.splitlines()[0])["detections"]
+        total += len(want)
+        if [NAMES[k] for _, k, _, _ in want] != [d["label"] for d in got]:
+            ok = False
+            continue
+        for (_, _, score, box), d in zip(want, got):
+            worst_s = max(worst_s, abs(score - d["score"]))
+            worst_b = max(worst_b, max(abs(a - c) for a, c in zip(lb.to_image(box), d["box"])))
+    ok = ok and worst_s <= 1e-4 and worst_b <= 1.0
+    return [
+        f"  Rust engine vs PyTorch        {'same' if ok else 'DIFFERENT'} labels in the same order, {total} detections on "
+        f"{', '.join(p.name for p in pngs)} (thresholds {', '.join(thresholds)}); "
+        f"scores {worst_s:.2e} (<= 1e-4)   boxes {worst_b:.2e} px (<= 1)",
+    ], ok
 
 
 def fixture_batch(size: int, gen: torch.Generator) -> tuple[torch.Tensor, list[str]]:
@@ -119,6 +182,8 @@ def check_size(size: str, px: int, work: Path) -> tuple[list[str], bool]:
     per_image = [float(np.abs(scores[i] - rs[i]).max()) for i in range(len(image_names))]
     ok = all(m[k] <= lim for k, lim in LIMITS.items()) and m["fp16_baked"] <= LIMITS["fp16"]
     n_anchors = scores.shape[1]
+    engine_lines, engine_ok = engine_check(model, text, joint, d32, px, work)
+    ok = ok and engine_ok
     lines = [
         f"DOSOD-{size.upper()} @ {px}x{px}: batch of {len(image_names)} ({', '.join(image_names)}), "
         f"K={len(NAMES)}, N={n_anchors}, scores in [{rs.min():.3g}, {rs.max():.3g}], "
@@ -129,6 +194,7 @@ def check_size(size: str, px: int, work: Path) -> tuple[list[str], bool]:
         f"  baked vs decoupled (ORT)      scores {m['baked']:.2e} (<= 1e-4)   boxes {m['baked_boxes']:.2e} px",
         f"  fp16 detector vs PyTorch fp32 scores {m['fp16']:.2e} (<= 1e-2)   boxes {m['fp16_boxes']:.2e} px; "
         f"fp16 baked scores {m['fp16_baked']:.2e}",
+        *engine_lines,
         f"  bundle sizes: float32 {bundle_size(d32) / 1e6:.1f} MB (detector.onnx {mb(d32 / 'detector.onnx')}, "
         f"detector_baked.onnx {mb(d32 / 'detector_baked.onnx')}, adaptor.onnx {mb(d32 / 'adaptor.onnx')}); "
         f"float16 {bundle_size(d16) / 1e6:.1f} MB",

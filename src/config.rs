@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decode::DecodeLimits;
 use crate::runtime::{ExecutionProvider, RuntimeOptions};
+use crate::stream::config::{MqttSettings, StreamConfig, validate_streams};
 use crate::vocab_store::VocabOptions;
 
 /// Everything a `dosod` process reads from its configuration file.
@@ -18,6 +19,9 @@ pub struct Settings {
     pub vocabulary: VocabOptions,
     pub server: ServerSettings,
     pub log: LogSettings,
+    /// `[[streams]]`: cameras run by `dosod serve` and `dosod stream`.
+    pub streams: Vec<StreamConfig>,
+    pub mqtt: MqttSettings,
 }
 
 /// `[server]`: the HTTP API.
@@ -110,6 +114,11 @@ pub struct ServerArgs {
     pub deepstack_vocabulary: Option<String>,
     #[arg(long, env = "DOSOD_SHUTDOWN_GRACE_MS")]
     pub shutdown_grace_ms: Option<u64>,
+    #[command(flatten)]
+    pub mqtt: crate::stream::config::MqttArgs,
+    /// Run the API without the configured `[[streams]]`.
+    #[arg(long, env = "DOSOD_NO_STREAMS")]
+    pub no_streams: bool,
 }
 
 impl ServerArgs {
@@ -148,7 +157,7 @@ pub struct ModelSettings {
 impl Default for ModelSettings {
     fn default() -> Self {
         Self {
-            dir: PathBuf::from("models/generated/random"),
+            dir: PathBuf::from("models/demo"),
         }
     }
 }
@@ -324,6 +333,10 @@ impl ConfigArgs {
         if let Some(v) = &self.log_level {
             s.log.level = v.clone();
         }
+        validate_streams(&s.streams).map_err(|message| ConfigError::Invalid {
+            key: "streams".into(),
+            message,
+        })?;
         if !matches!(s.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid {
                 key: "log.format".into(),
@@ -369,8 +382,12 @@ mod tests {
     }
 
     #[test]
-    fn shipped_default_config_parses() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG);
-        Settings::load(Some(&path)).unwrap();
+    fn shipped_configs_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        Settings::load(Some(&root.join(DEFAULT_CONFIG))).unwrap();
+        let example = Settings::load(Some(&root.join("configs/streams-example.toml"))).unwrap();
+        assert_eq!(example.streams.len(), 2);
+        validate_streams(&example.streams).unwrap();
+        assert_eq!(example.mqtt.host, "127.0.0.1");
     }
 }

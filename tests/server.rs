@@ -647,11 +647,11 @@ fn bad_input_gets_the_right_4xx_and_the_server_survives() {
             v["error"].as_str().is_some_and(|e| !e.is_empty()),
             "{what}: {v}"
         );
-        assert_eq!(
-            c.get(s.url("/health/live")).send().unwrap().status(),
-            200,
-            "dead after {what}"
-        );
+        let live = c
+            .get(s.url("/health/live"))
+            .send()
+            .unwrap_or_else(|e| panic!("after {what}: {e:?}"));
+        assert_eq!(live.status(), 200, "dead after {what}");
     }
     let metrics = c.get(s.url("/metrics")).send().unwrap().text().unwrap();
     assert!(metric(&metrics, "dosod_failures_total{reason=\"decode\"}") >= 3.0);
@@ -815,6 +815,14 @@ fn openapi_lists_every_route_and_validates() {
         "/health/live",
         "/health/ready",
         "/metrics",
+        "/v1/streams",
+        "/v1/streams/{name}",
+        "/v1/streams/{name}/vocabulary",
+        "/v1/streams/{name}/enable",
+        "/v1/streams/{name}/disable",
+        "/v1/streams/{name}/events",
+        "/v1/streams/{name}/mjpeg",
+        "/v1/streams/{name}/snapshot.jpg",
     ]
     .into_iter()
     .collect();
@@ -823,6 +831,8 @@ fn openapi_lists_every_route_and_validates() {
         ("/v1/vocabularies/{name}", "put"),
         ("/v1/vocabularies/{name}", "delete"),
         ("/v1/detect", "post"),
+        ("/v1/streams/{name}/vocabulary", "put"),
+        ("/v1/streams/{name}/enable", "post"),
     ] {
         assert!(v["paths"][path][method].is_object(), "{method} {path}");
     }

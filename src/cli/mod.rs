@@ -2,8 +2,10 @@
 
 mod bench;
 mod detect;
+mod eval;
 mod serve;
 mod shared;
+mod stream;
 mod vocab;
 
 use clap::{Parser, Subcommand};
@@ -29,8 +31,12 @@ pub enum Command {
     Serve(crate::config::ServerArgs),
     /// Detect objects in images and print one JSON object per image.
     Detect(detect::DetectArgs),
+    /// Run the configured `[[streams]]` (cameras) without the HTTP API.
+    Stream(stream::StreamArgs),
     /// Time every stage of the pipeline and the bare model.
     Bench(bench::BenchArgs),
+    /// Score the model on a COCO-format dataset (AP@[.5:.95], AP@.5, per-class AP).
+    Eval(eval::EvalArgs),
     /// Vocabularies: encode to a file, list, put, delete, benchmark.
     #[command(subcommand)]
     Vocab(vocab::VocabCommand),
@@ -48,6 +54,8 @@ pub fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::run(&settings, args),
         Command::Detect(args) => detect::run(&settings, args),
         Command::Bench(args) => bench::run(&settings, args),
+        Command::Stream(args) => stream::run(&settings, args),
+        Command::Eval(args) => eval::run(&settings, args),
         Command::Vocab(cmd) => vocab::run(&settings, cmd),
     };
     match result {

@@ -4,6 +4,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::EngineError;
+use crate::scheduler::SchedulerError;
 
 /// Every way an HTTP request can fail.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,17 @@ pub enum ApiError {
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<SchedulerError> for ApiError {
+    fn from(e: SchedulerError) -> Self {
+        match e {
+            SchedulerError::Overloaded => ApiError::Overloaded { retry_after_s: 1 },
+            SchedulerError::Stopped => ApiError::Unavailable(e.to_string()),
+            SchedulerError::Timeout(m) => ApiError::Timeout(m),
+            SchedulerError::Inference(_) => ApiError::Internal(e.to_string()),
+        }
+    }
 }
 
 impl ApiError {

@@ -3,10 +3,9 @@
 
 pub mod error;
 pub mod input;
-pub mod metrics;
 pub mod openapi;
 pub mod routes;
-pub mod scheduler;
+pub mod streams;
 mod web;
 
 use std::net::SocketAddr;
@@ -22,17 +21,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::Semaphore;
 use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::config::ServerSettings;
 use crate::engine::Engine;
+use crate::metrics::Metrics;
+use crate::scheduler::{BatchPolicy, Scheduler};
 use crate::vocab::Vocabulary;
 use crate::vocab_store::VocabStore;
 use error::{ApiError, FailureReason};
-use metrics::Metrics;
-use scheduler::{BatchPolicy, Scheduler};
 
 /// What every handler shares.
 pub struct AppState {
@@ -45,6 +45,8 @@ pub struct AppState {
     pub default_vocab: Arc<Vocabulary>,
     pub ready: AtomicBool,
     pub decode_slots: Semaphore,
+    /// The cameras, when `[[streams]]` are configured (set once, after start-up).
+    pub streams: std::sync::OnceLock<Arc<crate::stream::StreamManager>>,
 }
 
 impl AppState {
@@ -78,6 +80,7 @@ impl AppState {
             default_vocab,
             ready: AtomicBool::new(false),
             decode_slots: Semaphore::new(slots),
+            streams: std::sync::OnceLock::new(),
             settings,
         }))
     }
@@ -97,6 +100,17 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .delete(routes::delete_vocabulary),
         )
         .route("/v1/info", get(routes::info))
+        .route("/v1/streams", get(streams::list))
+        .route("/v1/streams/{name}", get(streams::get))
+        .route(
+            "/v1/streams/{name}/vocabulary",
+            axum::routing::put(streams::put_vocabulary),
+        )
+        .route("/v1/streams/{name}/enable", post(streams::enable))
+        .route("/v1/streams/{name}/disable", post(streams::disable))
+        .route("/v1/streams/{name}/events", get(streams::events))
+        .route("/v1/streams/{name}/mjpeg", get(streams::mjpeg))
+        .route("/v1/streams/{name}/snapshot.jpg", get(streams::snapshot))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     let open = Router::new()
         // DeepStack clients send the key as a form field: the handler checks it.
@@ -113,8 +127,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(open)
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(s.max_body_bytes))
+        .layer(middleware::map_response(close_after_refused_body))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(CompressionLayer::new())
+        // Never compress the MJPEG view: gzip would buffer a stream that never ends.
+        .layer(CompressionLayer::new().compress_when(
+            DefaultPredicate::new().and(NotForContentType::const_new("multipart/x-mixed-replace")),
+        ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let id = req
@@ -152,6 +170,16 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     )
 }
 
+/// A body refused for its size is left unread: the connection cannot carry another request, so
+/// say so (`Connection: close`) instead of letting the client reuse it and fail.
+async fn close_after_refused_body(mut resp: Response) -> Response {
+    if resp.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
 /// The key a request presents: `Authorization: Bearer KEY` or `x-api-key: KEY`.
 pub fn presented_key(headers: &HeaderMap) -> Option<String> {
     if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
@@ -164,9 +192,22 @@ pub fn presented_key(headers: &HeaderMap) -> Option<String> {
         .map(|v| v.trim().to_string())
 }
 
+/// `?api_key=KEY`, accepted on the stream views only: browsers cannot set headers on `<img>`
+/// and `EventSource`.
+fn query_key(req: &Request) -> Option<String> {
+    if !req.uri().path().starts_with("/v1/streams/") {
+        return None;
+    }
+    req.uri().query()?.split('&').find_map(|kv| {
+        kv.strip_prefix("api_key=")
+            .map(|v| v.replace("%20", " ").trim().to_string())
+    })
+}
+
 async fn require_key(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let key = &state.settings.api_key;
-    if key.is_empty() || presented_key(req.headers()).as_deref() == Some(key.as_str()) {
+    let presented = presented_key(req.headers()).or_else(|| query_key(&req));
+    if key.is_empty() || presented.as_deref() == Some(key.as_str()) {
         next.run(req).await
     } else {
         // Read (and drop) what the client is still sending, so it sees the 401 rather than a
@@ -242,7 +283,7 @@ pub async fn serve(state: Arc<AppState>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

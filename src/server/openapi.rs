@@ -121,6 +121,14 @@ pub struct Status {
         routes::live,
         routes::ready,
         routes::metrics,
+        super::streams::list,
+        super::streams::get,
+        super::streams::put_vocabulary,
+        super::streams::enable,
+        super::streams::disable,
+        super::streams::events,
+        super::streams::mjpeg,
+        super::streams::snapshot,
     ),
     components(schemas(
         Detection,
@@ -132,6 +140,10 @@ pub struct Status {
         routes::StageTimings,
         routes::ImageSize,
         routes::VocabRef,
+        crate::stream::StreamStatus,
+        super::streams::StreamVocabulary,
+        super::streams::ClassesField,
+        super::streams::StreamList,
     )),
     modifiers(&Security)
 )]

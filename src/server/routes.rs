@@ -14,9 +14,9 @@ use tokio::sync::oneshot;
 use super::AppState;
 use super::error::ApiError;
 use super::input::{DetectInput, DetectOptions};
-use super::scheduler::Job;
 use crate::engine::{Detection, ms};
 use crate::postprocess::DetectParams;
+use crate::scheduler::Job;
 use crate::vocab::Vocabulary;
 use crate::vocab_spec::VocabSpec;
 

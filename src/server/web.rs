@@ -12,6 +12,7 @@ use super::AppState;
 const INDEX: &str = include_str!("../web/index.html");
 const APP_JS: &str = include_str!("../web/app.js");
 const STYLE: &str = include_str!("../web/style.css");
+const STREAMS: &str = include_str!("../web/streams.html");
 
 fn asset(mime: &'static str, body: &'static str) -> impl IntoResponse {
     (
@@ -23,7 +24,7 @@ fn asset(mime: &'static str, body: &'static str) -> impl IntoResponse {
     )
 }
 
-/// `/`, `/app.js`, `/style.css`.
+/// `/`, `/app.js`, `/style.css`, `/streams`.
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route(
@@ -33,6 +34,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(
             "/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/streams",
+            get(|| async { asset("text/html; charset=utf-8", STREAMS) }),
         )
         .route(
             "/style.css",

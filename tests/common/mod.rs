@@ -125,9 +125,14 @@ pub struct Server {
 impl Server {
     /// Starts the server with extra flags and waits until it listens (and is ready).
     pub fn start(model: &str, extra: &[&str]) -> Server {
+        Server::start_at(&bundle(model), extra)
+    }
+
+    /// The same for a bundle directory anywhere (e.g. `models/demo`).
+    pub fn start_at(model: &Path, extra: &[&str]) -> Server {
         use std::io::BufRead;
         let mut child = Command::new(env!("CARGO_BIN_EXE_dosod"))
-            .args(["serve", "--port", "0", "--model", path_str(&bundle(model))])
+            .args(["serve", "--port", "0", "--model", path_str(model)])
             .args(extra)
             .current_dir(root())
             .env_remove("DOSOD_MODEL")

@@ -1,8 +1,8 @@
-//! Prometheus metrics: requests, failures by reason, queue depth, stage and batch histograms.
+//! Prometheus metrics: requests, failures by reason, queue depth, stage and batch histograms, streams.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::vocab_store::CacheStats;
@@ -18,6 +18,18 @@ pub struct Metrics {
     vocab_cache: IntGauge,
     vocab_hits: IntGauge,
     vocab_misses: IntGauge,
+    /// Per camera: 1 while frames arrive, else 0.
+    pub stream_up: IntGaugeVec,
+    /// Per camera and `kind` (received, processed, skipped): frames per second.
+    pub stream_fps: GaugeVec,
+    /// Per camera and `kind` (received, processed, skipped): frames since start.
+    pub stream_frames: IntGaugeVec,
+    pub stream_restarts: IntGaugeVec,
+    /// Frame read to detections published.
+    pub stream_latency: HistogramVec,
+    pub mqtt_connected: IntGauge,
+    pub mqtt_published: IntGauge,
+    pub mqtt_dropped: IntGauge,
 }
 
 impl Metrics {
@@ -63,6 +75,53 @@ impl Metrics {
             "phrase look-ups that needed the text encoder",
         )
         .expect("metric");
+        let stream_up = IntGaugeVec::new(
+            Opts::new("stream_up", "1 while the camera delivers frames"),
+            &["stream"],
+        )
+        .expect("metric");
+        let stream_fps = GaugeVec::new(
+            Opts::new(
+                "stream_fps",
+                "frames per second received, processed and skipped",
+            ),
+            &["stream", "kind"],
+        )
+        .expect("metric");
+        let stream_frames = IntGaugeVec::new(
+            Opts::new(
+                "stream_frames_total",
+                "frames received, processed and skipped",
+            ),
+            &["stream", "kind"],
+        )
+        .expect("metric");
+        let stream_restarts = IntGaugeVec::new(
+            Opts::new(
+                "stream_restarts_total",
+                "source restarts (errors, watchdog)",
+            ),
+            &["stream"],
+        )
+        .expect("metric");
+        let stream_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "stream_latency_seconds",
+                "frame read to detections published",
+            )
+            .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            &["stream"],
+        )
+        .expect("metric");
+        let mqtt_connected =
+            IntGauge::new("mqtt_connected", "1 while connected to the broker").expect("metric");
+        let mqtt_published =
+            IntGauge::new("mqtt_published_total", "MQTT messages sent").expect("metric");
+        let mqtt_dropped = IntGauge::new(
+            "mqtt_dropped_total",
+            "MQTT messages dropped because the queue to the broker was full",
+        )
+        .expect("metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(failures.clone()),
@@ -72,6 +131,14 @@ impl Metrics {
             Box::new(vocab_cache.clone()),
             Box::new(vocab_hits.clone()),
             Box::new(vocab_misses.clone()),
+            Box::new(stream_up.clone()),
+            Box::new(stream_fps.clone()),
+            Box::new(stream_frames.clone()),
+            Box::new(stream_restarts.clone()),
+            Box::new(stream_latency.clone()),
+            Box::new(mqtt_connected.clone()),
+            Box::new(mqtt_published.clone()),
+            Box::new(mqtt_dropped.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -85,6 +152,14 @@ impl Metrics {
             vocab_cache,
             vocab_hits,
             vocab_misses,
+            stream_up,
+            stream_fps,
+            stream_frames,
+            stream_restarts,
+            stream_latency,
+            mqtt_connected,
+            mqtt_published,
+            mqtt_dropped,
         }
     }
 

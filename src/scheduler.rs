@@ -9,11 +9,25 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::error::ApiError;
-use super::metrics::Metrics;
 use crate::engine::{Detection, Engine, Prepared, ms};
+use crate::metrics::Metrics;
 use crate::postprocess::DetectParams;
 use crate::vocab::Vocabulary;
+
+/// Why the worker could not give a result.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SchedulerError {
+    /// The queue is full: try again later.
+    #[error("server overloaded: the queue is full")]
+    Overloaded,
+    #[error("the inference worker has stopped")]
+    Stopped,
+    /// The job's deadline passed before the worker reached it.
+    #[error("{0}")]
+    Timeout(String),
+    #[error("inference failed: {0}")]
+    Inference(String),
+}
 
 /// How the worker batches.
 #[derive(Debug, Clone, Copy)]
@@ -31,7 +45,7 @@ pub struct Job {
     pub params: DetectParams,
     pub enqueued: Instant,
     pub deadline: Instant,
-    pub reply: oneshot::Sender<Result<JobOutput, ApiError>>,
+    pub reply: oneshot::Sender<Result<JobOutput, SchedulerError>>,
 }
 
 /// What the worker sends back.
@@ -73,16 +87,14 @@ impl Scheduler {
     }
 
     /// Queues a job, or refuses at once when the queue is full.
-    pub fn submit(&self, job: Job) -> Result<(), ApiError> {
+    pub fn submit(&self, job: Job) -> Result<(), SchedulerError> {
         match self.tx.try_send(job) {
             Ok(()) => {
                 self.depth.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
-            Err(TrySendError::Full(_)) => Err(ApiError::Overloaded { retry_after_s: 1 }),
-            Err(TrySendError::Disconnected(_)) => Err(ApiError::Unavailable(
-                "the inference worker has stopped".into(),
-            )),
+            Err(TrySendError::Full(_)) => Err(SchedulerError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => Err(SchedulerError::Stopped),
         }
     }
 
@@ -152,7 +164,7 @@ impl Worker {
         }
         if Instant::now() > job.deadline {
             let waited = ms(job.enqueued);
-            let _ = job.reply.send(Err(ApiError::Timeout(format!(
+            let _ = job.reply.send(Err(SchedulerError::Timeout(format!(
                 "deadline passed after {waited:.0} ms in the queue"
             ))));
             return None;
@@ -221,9 +233,9 @@ impl Worker {
             Err(e) => {
                 let message = e.to_string();
                 for job in batch {
-                    let _ = job.reply.send(Err(ApiError::Internal(format!(
-                        "inference failed: {message}"
-                    ))));
+                    let _ = job
+                        .reply
+                        .send(Err(SchedulerError::Inference(message.clone())));
                 }
             }
         }

@@ -1,0 +1,397 @@
+//! `dosod eval`: the engine over a COCO-format dataset, scored with COCO's box AP.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use image::RgbImage;
+use serde::Serialize;
+
+use super::shared::load_store;
+use crate::coco_eval::{Category, Dataset, DetectionResult, Evaluation, Summary, evaluate};
+use crate::config::Settings;
+use crate::engine::Engine;
+use crate::vocab::Vocabulary;
+use crate::vocab_spec::VocabSpec;
+
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// COCO-format annotations (images, annotations, categories).
+    #[arg(long)]
+    pub annotations: PathBuf,
+    /// Directory the images' `file_name`s are relative to (not needed with --detections).
+    #[arg(long, required_unless_present = "detections")]
+    pub images: Option<PathBuf>,
+    /// Categories to detect and score, by name: "dog face, pizza" [default: all].
+    #[arg(long, conflicts_with = "where_")]
+    pub classes: Option<String>,
+    /// Categories to detect and score, by a field of the category: `split=unseen`.
+    #[arg(long = "where", value_name = "KEY=VALUE")]
+    pub where_: Option<String>,
+    /// Also report AP per value of this category field (e.g. `split`: seen / unseen).
+    #[arg(long)]
+    pub group_by: Option<String>,
+    /// Prompt template for the category names.
+    #[arg(long, default_value = "{}")]
+    pub template: String,
+    /// Score an existing COCO results file instead of running the model.
+    #[arg(long)]
+    pub detections: Option<PathBuf>,
+    /// Write the detections (COCO results format) here.
+    #[arg(long)]
+    pub save_detections: Option<PathBuf>,
+    /// Write the full report (summary, groups, per-class AP) as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Minimum score kept (COCO evaluation wants low-scored detections too).
+    #[arg(long, default_value_t = 0.001)]
+    pub score_threshold: f32,
+    /// NMS IoU threshold [default: the bundle's].
+    #[arg(long)]
+    pub iou_threshold: Option<f32>,
+    /// Detections kept per image (mmyolo's `max_per_img` for YOLOv8 / YOLO-World evaluation;
+    /// COCOeval then scores at most 100 per image and class).
+    #[arg(long, default_value_t = 300)]
+    pub max_detections: usize,
+    /// One class per anchor (the default, as mmyolo evaluates, lets an anchor report several).
+    #[arg(long)]
+    pub single_label: bool,
+    /// Images per detector run.
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// Evaluate only the first N images (by id).
+    #[arg(long)]
+    pub max_images: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct ClassReport {
+    id: u64,
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<String>,
+    ground_truth: usize,
+    ap: f64,
+    ap50: f64,
+}
+
+#[derive(Serialize)]
+struct GroupReport {
+    value: String,
+    classes: usize,
+    summary: Summary,
+}
+
+#[derive(Serialize)]
+struct Report {
+    annotations: PathBuf,
+    images: usize,
+    classes: usize,
+    detections: usize,
+    seconds: f64,
+    summary: Summary,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    groups: Vec<GroupReport>,
+    per_class: Vec<ClassReport>,
+}
+
+pub fn run(settings: &Settings, args: &EvalArgs) -> Result<std::process::ExitCode> {
+    let text = std::fs::read_to_string(&args.annotations)
+        .with_context(|| format!("reading {}", args.annotations.display()))?;
+    let mut dataset: Dataset = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a COCO dataset", args.annotations.display()))?;
+    dataset.images.sort_by_key(|i| i.id);
+    if let Some(n) = args.max_images {
+        dataset.images.truncate(n);
+        let keep: std::collections::HashSet<u64> = dataset.images.iter().map(|i| i.id).collect();
+        dataset.annotations.retain(|a| keep.contains(&a.image_id));
+    }
+    let selected = select_categories(&dataset.categories, args)?;
+    let ids: Vec<u64> = selected.iter().map(|c| c.id).collect();
+
+    let start = Instant::now();
+    let results = match &args.detections {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let results: Vec<DetectionResult> = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a COCO results list", path.display()))?;
+            let known: std::collections::HashSet<u64> =
+                dataset.images.iter().map(|i| i.id).collect();
+            if let Some(r) = results.iter().find(|r| !known.contains(&r.image_id)) {
+                bail!(
+                    "{} has detections for image {} which is not in {}",
+                    path.display(),
+                    r.image_id,
+                    args.annotations.display()
+                );
+            }
+            results
+        }
+        None => {
+            let images_dir = args.images.as_deref().expect("clap requires --images");
+            run_engine(settings, args, &dataset, &selected, images_dir)?
+        }
+    };
+    let detect_seconds = start.elapsed().as_secs_f64();
+    if let Some(path) = &args.save_detections {
+        std::fs::write(path, serde_json::to_vec(&results)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+
+    let evaluation = evaluate(&dataset, &results, &ids);
+    let report = build_report(
+        args,
+        &dataset,
+        &selected,
+        &results,
+        &evaluation,
+        detect_seconds,
+    );
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    match print_report(
+        &mut std::io::stdout().lock(),
+        &report,
+        args.detections.is_none(),
+    ) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(std::process::ExitCode::SUCCESS),
+    }
+}
+
+/// The categories named by --classes / --where (all by default), in dataset order.
+fn select_categories(categories: &[Category], args: &EvalArgs) -> Result<Vec<Category>> {
+    if categories.is_empty() {
+        bail!("{} has no categories", args.annotations.display());
+    }
+    let selected: Vec<Category> = if let Some(list) = &args.classes {
+        let by_name: HashMap<&str, &Category> =
+            categories.iter().map(|c| (c.name.as_str(), c)).collect();
+        let mut out = Vec::new();
+        for class in VocabSpec::parse_list(list).classes {
+            let name = class.label();
+            match by_name.get(name) {
+                Some(c) => out.push((*c).clone()),
+                None => bail!(
+                    "--classes: \"{name}\" is not a category of {}",
+                    args.annotations.display()
+                ),
+            }
+        }
+        out
+    } else if let Some(cond) = &args.where_ {
+        let (key, value) = cond
+            .split_once('=')
+            .with_context(|| format!("--where wants KEY=VALUE, got \"{cond}\""))?;
+        categories
+            .iter()
+            .filter(|c| c.field(key.trim()).as_deref() == Some(value.trim()))
+            .cloned()
+            .collect()
+    } else {
+        categories.to_vec()
+    };
+    if selected.is_empty() {
+        bail!("no category of {} matches", args.annotations.display());
+    }
+    Ok(selected)
+}
+
+fn run_engine(
+    settings: &Settings,
+    args: &EvalArgs,
+    dataset: &Dataset,
+    selected: &[Category],
+    images_dir: &Path,
+) -> Result<Vec<DetectionResult>> {
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let store = load_store(settings)?;
+    let engine = store.engine().clone();
+    let mut spec =
+        VocabSpec::from_phrase_lists(selected.iter().map(|c| vec![c.name.clone()]).collect());
+    spec.template = args.template.clone();
+    let vocab = store
+        .build(&spec, None)
+        .context("building the vocabulary from the category names")?;
+    let params = engine.default_params().overridden(
+        Some(args.score_threshold),
+        args.iou_threshold,
+        Some(args.max_detections),
+        Some(!args.single_label),
+    )?;
+
+    let progress = indicatif::ProgressBar::new(dataset.images.len() as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} images {per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let mut results = Vec::new();
+    // A reader thread decodes the next images while the detector runs.
+    std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = mpsc::sync_channel::<(u64, Result<RgbImage>)>(2 * args.batch);
+        let engine_ref: &Engine = &engine;
+        scope.spawn(move || {
+            for info in &dataset.images {
+                let path = images_dir.join(&info.file_name);
+                let img = std::fs::read(&path)
+                    .with_context(|| format!("reading {}", path.display()))
+                    .and_then(|b| {
+                        engine_ref
+                            .decode(&b)
+                            .with_context(|| format!("decoding {}", path.display()))
+                    });
+                if tx.send((info.id, img)).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut batch: Vec<(u64, RgbImage)> = Vec::with_capacity(args.batch);
+        let mut rx = rx.into_iter().peekable();
+        while let Some((id, img)) = rx.next() {
+            batch.push((id, img?));
+            if batch.len() == args.batch || rx.peek().is_none() {
+                detect_batch(&engine, &vocab, &params, selected, &batch, &mut results)?;
+                progress.inc(batch.len() as u64);
+                batch.clear();
+            }
+        }
+        Ok(())
+    })?;
+    progress.finish_and_clear();
+    Ok(results)
+}
+
+fn detect_batch(
+    engine: &Engine,
+    vocab: &Vocabulary,
+    params: &crate::postprocess::DetectParams,
+    selected: &[Category],
+    batch: &[(u64, RgbImage)],
+    results: &mut Vec<DetectionResult>,
+) -> Result<()> {
+    let images: Vec<RgbImage> = batch.iter().map(|(_, img)| img.clone()).collect();
+    let outputs = engine.detect_images(&images, vocab, params)?;
+    for ((image_id, _), (detections, _)) in batch.iter().zip(outputs) {
+        for d in detections {
+            let [x1, y1, x2, y2] = d.bbox.map(f64::from);
+            results.push(DetectionResult {
+                image_id: *image_id,
+                category_id: selected[d.class_id].id,
+                bbox: [x1, y1, x2 - x1, y2 - y1],
+                score: f64::from(d.score),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn build_report(
+    args: &EvalArgs,
+    dataset: &Dataset,
+    selected: &[Category],
+    results: &[DetectionResult],
+    evaluation: &Evaluation,
+    seconds: f64,
+) -> Report {
+    let by_id: HashMap<u64, &Category> = selected.iter().map(|c| (c.id, c)).collect();
+    let group_of = |c: &Category| args.group_by.as_ref().and_then(|k| c.field(k));
+    let per_class: Vec<ClassReport> = evaluation
+        .category_ids
+        .iter()
+        .enumerate()
+        .map(|(k, id)| {
+            let c = by_id[id];
+            let (ap, ap50) = evaluation.class_ap(k);
+            ClassReport {
+                id: *id,
+                name: c.name.clone(),
+                group: group_of(c),
+                ground_truth: evaluation.gt_counts[k],
+                ap,
+                ap50,
+            }
+        })
+        .collect();
+    let mut groups: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    if args.group_by.is_some() {
+        for c in selected {
+            let value = group_of(c).unwrap_or_else(|| "(none)".into());
+            groups.entry(value).or_default().push(c.id);
+        }
+    }
+    Report {
+        annotations: args.annotations.clone(),
+        images: dataset.images.len(),
+        classes: selected.len(),
+        detections: results.len(),
+        seconds,
+        summary: evaluation.summary(),
+        groups: groups
+            .into_iter()
+            .map(|(value, ids)| GroupReport {
+                classes: ids.len(),
+                summary: evaluation.summary_for(&ids),
+                value,
+            })
+            .collect(),
+        per_class,
+    }
+}
+
+fn print_report(out: &mut impl Write, report: &Report, ran_model: bool) -> std::io::Result<()> {
+    let rate = if ran_model && report.seconds > 0.0 {
+        format!(
+            ", {:.1} s, {:.1} images/s",
+            report.seconds,
+            report.images as f64 / report.seconds
+        )
+    } else {
+        String::new()
+    };
+    writeln!(
+        out,
+        "{} images, {} classes, {} detections{rate}",
+        report.images, report.classes, report.detections
+    )?;
+    for line in report.summary.lines() {
+        writeln!(out, "{line}")?;
+    }
+    if !report.groups.is_empty() {
+        writeln!(out, "\nby group:")?;
+        for g in &report.groups {
+            writeln!(
+                out,
+                "  {:<20} {:>4} classes  AP {:.3}  AP50 {:.3}  AP75 {:.3}  AR100 {:.3}",
+                g.value, g.classes, g.summary.ap, g.summary.ap50, g.summary.ap75, g.summary.ar100
+            )?;
+        }
+    }
+    writeln!(
+        out,
+        "\nper class (AP@[.5:.95], AP@.5, ground-truth boxes; -1: no ground truth):"
+    )?;
+    for c in &report.per_class {
+        let group = c
+            .group
+            .as_deref()
+            .map(|g| format!(" [{g}]"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  {:>6.3} {:>6.3} {:>5}  {}{group}",
+            c.ap, c.ap50, c.ground_truth, c.name
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! `dosod stream`: the configured `[[streams]]` without the HTTP API (MQTT and logs only).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+
+use super::serve::start_mqtt;
+use super::shared::load_store;
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::scheduler::{BatchPolicy, Scheduler};
+use crate::stream::config::MqttArgs;
+use crate::stream::{StreamContext, StreamManager};
+
+#[derive(Debug, clap::Args)]
+pub struct StreamArgs {
+    #[command(flatten)]
+    pub mqtt: MqttArgs,
+    /// Print every stream's status as one JSON line this often (0: never).
+    #[arg(long, default_value_t = 0.0, env = "DOSOD_STATUS_INTERVAL_S")]
+    pub status_interval_s: f64,
+}
+
+pub fn run(settings: &Settings, args: &StreamArgs) -> Result<std::process::ExitCode> {
+    if settings.streams.is_empty() {
+        bail!("no [[streams]] in the configuration: nothing to run");
+    }
+    let mut mqtt = settings.mqtt.clone();
+    args.mqtt.apply(&mut mqtt);
+    let store = load_store(settings)?;
+    let engine = store.engine().clone();
+    let metrics = Arc::new(Metrics::new());
+    let s = &settings.server;
+    let scheduler = Scheduler::start(
+        engine.clone(),
+        BatchPolicy {
+            queue_size: s.queue_size.max(1),
+            max_batch: s.max_batch.max(1),
+            max_delay: Duration::from_micros(s.max_queue_delay_us),
+        },
+        metrics.clone(),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .thread_name("dosod-stream")
+        .build()?;
+    runtime.block_on(async {
+        let ctx = StreamContext {
+            engine,
+            scheduler,
+            metrics,
+            mqtt: start_mqtt(&mqtt),
+        };
+        let manager = StreamManager::start(&settings.streams, &store, ctx)?;
+        println!(
+            "running {} stream(s): {}",
+            settings.streams.len(),
+            settings
+                .streams
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let reporter = (args.status_interval_s > 0.0).then(|| {
+            let m = manager.clone();
+            let every = Duration::from_secs_f64(args.status_interval_s);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if let Ok(line) = serde_json::to_string(&m.statuses()) {
+                        println!("{line}");
+                    }
+                }
+            })
+        });
+        crate::server::shutdown_signal().await;
+        if let Some(r) = reporter {
+            r.abort();
+        }
+        manager.shutdown().await;
+        anyhow::Ok(())
+    })?;
+    Ok(std::process::ExitCode::SUCCESS)
+}

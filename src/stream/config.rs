@@ -1,0 +1,266 @@
+//! Stream settings: the `[[streams]]` cameras and the `[mqtt]` broker, with defaults and checks.
+
+use serde::{Deserialize, Serialize};
+
+/// One `[[streams]]` entry: a camera and what to look for in it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamConfig {
+    /// Unique; used in topics and URLs (letters, digits, `-`, `_`).
+    pub name: String,
+    /// `rtsp://…`, `http://…` (MJPEG), a video file, or `/dev/videoN`.
+    pub url: String,
+    /// `ffmpeg` (default) or `opencv` (needs the cargo feature `opencv`).
+    pub backend: String,
+    /// Classes: "person, forklift|fork lift". Empty: `vocabulary`, else the bundle's default.
+    pub classes: String,
+    /// A named or built-in vocabulary, used when `classes` is empty.
+    pub vocabulary: String,
+    /// Frames processed per second at most (0: as fast as the detector goes).
+    pub fps: f64,
+    /// Minimum score [default: the bundle's].
+    pub score_threshold: Option<f32>,
+    pub enabled: bool,
+    /// Frames are scaled to this width (aspect kept; never upscaled) before detection.
+    pub detect_width: u32,
+    /// Files: read at their native frame rate, as a camera would deliver them.
+    pub realtime: bool,
+    /// Files: start again at the end.
+    #[serde(rename = "loop")]
+    pub loop_file: bool,
+    /// No frame for this long: the source is killed and restarted.
+    pub watchdog_s: f64,
+    /// First wait before a reconnect; doubles per failure up to `backoff_max_s`.
+    pub backoff_s: f64,
+    pub backoff_max_s: f64,
+    /// Network read timeout handed to the decoder.
+    pub timeout_s: f64,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            url: String::new(),
+            backend: "ffmpeg".into(),
+            classes: String::new(),
+            vocabulary: String::new(),
+            fps: 5.0,
+            score_threshold: None,
+            enabled: true,
+            detect_width: 640,
+            realtime: true,
+            loop_file: false,
+            watchdog_s: 20.0,
+            backoff_s: 10.0,
+            backoff_max_s: 120.0,
+            timeout_s: 10.0,
+        }
+    }
+}
+
+impl StreamConfig {
+    /// Checks one entry; the message names the stream and the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let name = &self.name;
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "streams.name `{name}`: 1-64 letters, digits, `-` or `_`"
+            ));
+        }
+        if self.url.trim().is_empty() {
+            return Err(format!("streams `{name}`: url is empty"));
+        }
+        if !matches!(self.backend.as_str(), "ffmpeg" | "opencv") {
+            return Err(format!(
+                "streams `{name}`: backend `{}` (expected ffmpeg or opencv)",
+                self.backend
+            ));
+        }
+        if self.backend == "opencv" && !cfg!(feature = "opencv") {
+            return Err(format!(
+                "streams `{name}`: backend opencv needs dosod built with `--features opencv`"
+            ));
+        }
+        for (key, v) in [
+            ("fps", self.fps),
+            ("watchdog_s", self.watchdog_s),
+            ("backoff_s", self.backoff_s),
+            ("backoff_max_s", self.backoff_max_s),
+            ("timeout_s", self.timeout_s),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!("streams `{name}`: {key} must be >= 0"));
+            }
+        }
+        if self.watchdog_s < 1.0 {
+            return Err(format!("streams `{name}`: watchdog_s must be >= 1"));
+        }
+        if !(16..=8192).contains(&self.detect_width) {
+            return Err(format!("streams `{name}`: detect_width must be 16..8192"));
+        }
+        if let Some(t) = self.score_threshold
+            && !(0.0..=1.0).contains(&t)
+        {
+            return Err(format!(
+                "streams `{name}`: score_threshold must be in [0, 1]"
+            ));
+        }
+        Ok(())
+    }
+
+    /// A local video file (not a network URL or a V4L2 device).
+    pub fn is_file(&self) -> bool {
+        !self.url.contains("://") && !self.url.starts_with("/dev/video")
+    }
+
+    /// The URL with any password replaced, for status pages and logs.
+    pub fn redacted_url(&self) -> String {
+        redact(&self.url)
+    }
+}
+
+/// `rtsp://user:secret@host/…` → `rtsp://user:***@host/…`.
+pub fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{user}:***@{}", &url[..scheme_end], &rest[at + 1..])
+        }
+        None => url.to_string(),
+    }
+}
+
+/// `[mqtt]`: where detections and events are published. An empty host turns MQTT off.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttSettings {
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    /// Topics start with this: `<prefix>/available`, `<prefix>/<camera>/detections`, ….
+    pub topic_prefix: String,
+    pub username: String,
+    pub password: String,
+    pub keep_alive_s: u64,
+    /// Messages waiting for the broker; when full (broker down), new ones are dropped and counted.
+    pub queue: usize,
+    /// Publish every processed frame on `<camera>/detections` (events and counts always go).
+    pub publish_detections: bool,
+}
+
+impl Default for MqttSettings {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            port: 1883,
+            client_id: "dosod".into(),
+            topic_prefix: "dosod".into(),
+            username: String::new(),
+            password: String::new(),
+            keep_alive_s: 15,
+            queue: 256,
+            publish_detections: true,
+        }
+    }
+}
+
+/// Flags of `dosod stream` and `dosod serve` for `[mqtt]`; each overrides its key.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct MqttArgs {
+    /// MQTT broker host; empty: no MQTT [config: mqtt.host].
+    #[arg(long, env = "DOSOD_MQTT_HOST")]
+    pub mqtt_host: Option<String>,
+    #[arg(long, env = "DOSOD_MQTT_PORT")]
+    pub mqtt_port: Option<u16>,
+    #[arg(long, env = "DOSOD_MQTT_CLIENT_ID")]
+    pub mqtt_client_id: Option<String>,
+    #[arg(long, env = "DOSOD_MQTT_TOPIC_PREFIX")]
+    pub mqtt_topic_prefix: Option<String>,
+    #[arg(long, env = "DOSOD_MQTT_USERNAME")]
+    pub mqtt_username: Option<String>,
+    #[arg(long, env = "DOSOD_MQTT_PASSWORD", hide_env_values = true)]
+    pub mqtt_password: Option<String>,
+    #[arg(long, env = "DOSOD_MQTT_KEEP_ALIVE_S")]
+    pub mqtt_keep_alive_s: Option<u64>,
+    #[arg(long, env = "DOSOD_MQTT_QUEUE")]
+    pub mqtt_queue: Option<usize>,
+    #[arg(long, env = "DOSOD_MQTT_PUBLISH_DETECTIONS")]
+    pub mqtt_publish_detections: Option<bool>,
+}
+
+impl MqttArgs {
+    pub fn apply(&self, m: &mut MqttSettings) {
+        macro_rules! set {
+            ($($flag:ident => $key:ident),*) => { $( if let Some(v) = &self.$flag { m.$key = v.clone(); } )* };
+        }
+        set!(mqtt_host => host, mqtt_port => port, mqtt_client_id => client_id,
+            mqtt_topic_prefix => topic_prefix, mqtt_username => username,
+            mqtt_password => password, mqtt_keep_alive_s => keep_alive_s, mqtt_queue => queue,
+            mqtt_publish_detections => publish_detections);
+    }
+}
+
+/// Checks the stream list as a whole (names unique) and each entry.
+pub fn validate_streams(streams: &[StreamConfig]) -> Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
+    for s in streams {
+        s.validate()?;
+        if !seen.insert(s.name.as_str()) {
+            return Err(format!("streams: the name `{}` is used twice", s.name));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("rtsp://admin:hunter2@10.0.0.5:554/stream1"),
+            "rtsp://admin:***@10.0.0.5:554/stream1"
+        );
+        assert_eq!(redact("rtsp://10.0.0.5/s"), "rtsp://10.0.0.5/s");
+        assert_eq!(redact("/videos/a.mp4"), "/videos/a.mp4");
+    }
+
+    #[test]
+    fn bad_entries_are_named() {
+        let ok = StreamConfig {
+            name: "door".into(),
+            url: "a.mp4".into(),
+            ..Default::default()
+        };
+        assert!(validate_streams(std::slice::from_ref(&ok)).is_ok());
+        let dup = validate_streams(&[ok.clone(), ok.clone()]).unwrap_err();
+        assert!(dup.contains("used twice"), "{dup}");
+        let bad = StreamConfig {
+            name: "a/b".into(),
+            ..ok.clone()
+        };
+        assert!(bad.validate().unwrap_err().contains("a/b"));
+        let bad = StreamConfig {
+            fps: -1.0,
+            ..ok.clone()
+        };
+        assert!(bad.validate().unwrap_err().contains("fps"));
+        let toml_text = "name = \"x\"\nurl = \"y\"\nloop = true\nfps = 2.5\n";
+        let parsed: StreamConfig = toml::from_str(toml_text).unwrap();
+        assert!(parsed.loop_file && parsed.fps == 2.5 && parsed.enabled);
+    }
+}

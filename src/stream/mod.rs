@@ -1,0 +1,687 @@
+//! The camera stream daemon: per camera a supervised source, newest-frame detection through the
+//! shared scheduler, tracking, and outputs (MQTT, SSE, MJPEG) — the engine itself is untouched.
+
+pub mod config;
+pub mod mqtt;
+pub mod source;
+pub mod tracker;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use image::RgbImage;
+use serde::Serialize;
+use tokio::sync::{broadcast, oneshot, watch};
+
+use crate::engine::{Detection, Engine};
+use crate::metrics::Metrics;
+use crate::postprocess::DetectParams;
+use crate::scheduler::{Job, Scheduler, SchedulerError};
+use crate::vocab::Vocabulary;
+use crate::vocab_spec::VocabSpec;
+use crate::vocab_store::VocabStore;
+use config::StreamConfig;
+use mqtt::{MqttPublisher, topic_level};
+use source::{Frame, FrameSlot, RunningSource};
+use tracker::{Event, Tracker, TrackerParams};
+
+/// How long a frame may wait for the inference worker before it is dropped.
+const FRAME_DEADLINE: Duration = Duration::from_secs(5);
+/// The worker loop's longest sleep (how fast it sees state changes and shutdown).
+const TICK: Duration = Duration::from_millis(100);
+
+/// What SSE clients receive: `event: detections` or `event: event`, data = JSON.
+#[derive(Debug, Clone)]
+pub enum StreamMessage {
+    Detections(Arc<String>),
+    Event(Arc<String>),
+}
+
+/// The last processed frame with its detections (for snapshots and the MJPEG view).
+pub struct Processed {
+    pub image: Arc<RgbImage>,
+    pub detections: Vec<Detection>,
+    pub frame_time: f64,
+    pub frame_index: u64,
+}
+
+/// One detection as published: the engine's fields plus the tracker's id.
+#[derive(Serialize)]
+struct PublishedDetection<'a> {
+    label: &'a str,
+    score: f32,
+    #[serde(rename = "box")]
+    bbox: [f32; 4],
+    track_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct DetectionsMessage<'a> {
+    camera: &'a str,
+    frame_time: f64,
+    frame_index: u64,
+    width: u32,
+    height: u32,
+    latency_ms: f64,
+    detections: Vec<PublishedDetection<'a>>,
+}
+
+/// `GET /v1/streams` entry.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StreamStatus {
+    pub name: String,
+    /// With any password replaced by `***`.
+    pub url: String,
+    pub backend: String,
+    pub enabled: bool,
+    /// `starting`, `connecting`, `running`, `reconnecting` (waiting to retry), `disabled`,
+    /// `ended` (a file without `loop` played to its end).
+    pub state: String,
+    pub last_error: Option<String>,
+    pub restarts: u64,
+    pub frames_received: u64,
+    pub frames_processed: u64,
+    pub frames_skipped: u64,
+    /// Frames per second over the last few seconds.
+    pub input_fps: f64,
+    pub fps: f64,
+    pub skipped_fps: f64,
+    /// Seconds since the decoder last delivered a frame.
+    pub last_frame_age_s: Option<f64>,
+    /// Frame read to detections published, last frame.
+    pub latency_ms: Option<f64>,
+    pub vocabulary: Vec<String>,
+    pub score_threshold: f32,
+    /// Tracked objects in view, per label.
+    pub objects: BTreeMap<String, usize>,
+}
+
+/// One camera: its settings, its live state and its output channels.
+pub struct Stream {
+    pub config: StreamConfig,
+    vocab: ArcSwap<Vocabulary>,
+    params: Mutex<DetectParams>,
+    enabled: AtomicBool,
+    slot: Arc<FrameSlot>,
+    status: Mutex<StreamStatus>,
+    messages: broadcast::Sender<StreamMessage>,
+    latest: watch::Sender<Option<Arc<Processed>>>,
+}
+
+impl Stream {
+    pub fn status(&self) -> StreamStatus {
+        let mut s = self
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        s.enabled = self.enabled.load(Ordering::Acquire);
+        s.vocabulary = self.vocab.load().labels.clone();
+        s.score_threshold = self.params().score_threshold;
+        s.last_frame_age_s = self
+            .slot
+            .last_received()
+            .map(|t| (t.elapsed().as_secs_f64() * 1e3).round() / 1e3);
+        s
+    }
+
+    pub fn params(&self) -> DetectParams {
+        self.params
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the vocabulary; the next frame uses it (tracks of the old one end).
+    pub fn set_vocabulary(&self, vocab: Arc<Vocabulary>, score_threshold: Option<f32>) {
+        self.vocab.store(vocab);
+        if let Some(t) = score_threshold {
+            self.params
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .score_threshold = t;
+        }
+        self.slot.wake();
+    }
+
+    pub fn vocabulary(&self) -> Arc<Vocabulary> {
+        self.vocab.load_full()
+    }
+
+    pub fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, Ordering::Release);
+        self.slot.wake();
+    }
+
+    /// Live detections and events for SSE.
+    pub fn subscribe(&self) -> broadcast::Receiver<StreamMessage> {
+        self.messages.subscribe()
+    }
+
+    /// The last processed frame, updated per frame (for MJPEG and snapshots).
+    pub fn watch_latest(&self) -> watch::Receiver<Option<Arc<Processed>>> {
+        self.latest.subscribe()
+    }
+
+    fn update_status(&self, f: impl FnOnce(&mut StreamStatus)) {
+        f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+/// Every configured camera, their worker threads and the MQTT client.
+pub struct StreamManager {
+    streams: Vec<Arc<Stream>>,
+    mqtt: Option<Arc<MqttPublisher>>,
+    stop: Arc<AtomicBool>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+/// What the workers share.
+#[derive(Clone)]
+pub struct StreamContext {
+    pub engine: Arc<Engine>,
+    pub scheduler: Scheduler,
+    pub metrics: Arc<Metrics>,
+    pub mqtt: Option<Arc<MqttPublisher>>,
+}
+
+impl StreamManager {
+    /// Resolves each stream's vocabulary and starts one worker thread per camera.
+    pub fn start(
+        configs: &[StreamConfig],
+        store: &VocabStore,
+        ctx: StreamContext,
+    ) -> anyhow::Result<Arc<StreamManager>> {
+        let mut streams = Vec::new();
+        for cfg in configs {
+            let vocab = initial_vocabulary(cfg, store)
+                .map_err(|e| anyhow::anyhow!("stream {}: vocabulary: {e}", cfg.name))?;
+            let mut params = ctx.engine.default_params();
+            if let Some(t) = cfg.score_threshold {
+                params.score_threshold = t;
+            }
+            let (messages, _) = broadcast::channel(256);
+            let (latest, _) = watch::channel(None);
+            streams.push(Arc::new(Stream {
+                config: cfg.clone(),
+                vocab: ArcSwap::new(vocab),
+                params: Mutex::new(params),
+                enabled: AtomicBool::new(cfg.enabled),
+                slot: Arc::new(FrameSlot::default()),
+                status: Mutex::new(StreamStatus {
+                    name: cfg.name.clone(),
+                    url: cfg.redacted_url(),
+                    backend: cfg.backend.clone(),
+                    enabled: cfg.enabled,
+                    state: "starting".into(),
+                    last_error: None,
+                    restarts: 0,
+                    frames_received: 0,
+                    frames_processed: 0,
+                    frames_skipped: 0,
+                    input_fps: 0.0,
+                    fps: 0.0,
+                    skipped_fps: 0.0,
+                    last_frame_age_s: None,
+                    latency_ms: None,
+                    vocabulary: Vec::new(),
+                    score_threshold: 0.0,
+                    objects: BTreeMap::new(),
+                }),
+                messages,
+                latest,
+            }));
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for stream in &streams {
+            let worker = Worker::new(stream.clone(), ctx.clone(), stop.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("stream-{}", stream.config.name))
+                    .spawn(move || worker.run())?,
+            );
+        }
+        Ok(Arc::new(StreamManager {
+            streams,
+            mqtt: ctx.mqtt,
+            stop,
+            threads: Mutex::new(threads),
+        }))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Stream>> {
+        self.streams.iter().find(|s| s.config.name == name)
+    }
+
+    pub fn statuses(&self) -> Vec<StreamStatus> {
+        self.streams.iter().map(|s| s.status()).collect()
+    }
+
+    pub fn mqtt(&self) -> Option<&Arc<MqttPublisher>> {
+        self.mqtt.as_ref()
+    }
+
+    /// Stops every camera (their open tracks end with `end` events), then says `offline`.
+    pub async fn shutdown(&self) {
+        self.stop.store(true, Ordering::Release);
+        for s in &self.streams {
+            s.slot.wake();
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+        if let Some(m) = &self.mqtt {
+            m.shutdown().await;
+        }
+    }
+}
+
+fn initial_vocabulary(cfg: &StreamConfig, store: &VocabStore) -> anyhow::Result<Arc<Vocabulary>> {
+    Ok(if !cfg.classes.trim().is_empty() {
+        store.build(&VocabSpec::parse_list(&cfg.classes), None)?
+    } else if !cfg.vocabulary.is_empty() {
+        store.resolve(&cfg.vocabulary)?
+    } else {
+        store.default_vocabulary()?
+    })
+}
+
+/// Rates over the last second, updated once per second.
+struct RateMeter {
+    at: Instant,
+    received: u64,
+    processed: u64,
+    skipped: u64,
+}
+
+/// One camera's loop: supervise the source, take the newest frame, detect, track, publish.
+struct Worker {
+    stream: Arc<Stream>,
+    ctx: StreamContext,
+    stop: Arc<AtomicBool>,
+    source: Option<RunningSource>,
+    source_started: Instant,
+    retry_at: Instant,
+    backoff: Duration,
+    last_processed: Option<Instant>,
+    was_enabled: bool,
+    tracker: Tracker,
+    tracker_vocab: String,
+    counts: BTreeMap<String, usize>,
+    processed: u64,
+    restarts: u64,
+    meter: RateMeter,
+}
+
+impl Worker {
+    fn new(stream: Arc<Stream>, ctx: StreamContext, stop: Arc<AtomicBool>) -> Worker {
+        let name = stream.config.name.clone();
+        let backoff = Duration::from_secs_f64(stream.config.backoff_s);
+        let tracker_vocab = stream.vocabulary().hash.clone();
+        Worker {
+            was_enabled: true,
+            tracker: Tracker::new(&name, TrackerParams::default()),
+            tracker_vocab,
+            stream,
+            ctx,
+            stop,
+            source: None,
+            source_started: Instant::now(),
+            retry_at: Instant::now(),
+            backoff,
+            last_processed: None,
+            counts: BTreeMap::new(),
+            processed: 0,
+            restarts: 0,
+            meter: RateMeter {
+                at: Instant::now(),
+                received: 0,
+                processed: 0,
+                skipped: 0,
+            },
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.stream.config.name
+    }
+
+    fn run(mut self) {
+        while !self.stop.load(Ordering::Acquire) {
+            self.tick_rates();
+            if !self.stream.enabled.load(Ordering::Acquire) {
+                if self.was_enabled {
+                    self.was_enabled = false;
+                    self.stop_source("disabled", None);
+                }
+                self.stream.slot.discard();
+                std::thread::sleep(TICK);
+                continue;
+            }
+            self.was_enabled = true;
+            if self.source.is_none() {
+                self.try_start();
+                continue;
+            }
+            if let Some(reason) = self.source.as_ref().and_then(|s| s.ended()) {
+                let cfg = &self.stream.config;
+                if cfg.is_file() && !cfg.loop_file && reason == source::END_OF_STREAM {
+                    // A file played to its end is done, not broken: `enable` plays it again.
+                    self.stop_source("ended", None);
+                    self.stream.enabled.store(false, Ordering::Release);
+                    self.was_enabled = false;
+                    continue;
+                }
+                self.fail(reason);
+                continue;
+            }
+            let last = self
+                .stream
+                .slot
+                .last_received()
+                .filter(|t| *t > self.source_started)
+                .unwrap_or(self.source_started);
+            let watchdog = Duration::from_secs_f64(self.stream.config.watchdog_s);
+            if last.elapsed() > watchdog {
+                self.fail(format!(
+                    "watchdog: no frame for {:.0} s",
+                    self.stream.config.watchdog_s
+                ));
+                continue;
+            }
+            if let Some(wait) = self.fps_wait() {
+                std::thread::sleep(wait.min(TICK));
+                continue;
+            }
+            match self.stream.slot.take(TICK) {
+                Some(frame) => self.process(frame),
+                None => {
+                    let events = self.tracker.expire(source::now_epoch());
+                    self.publish_events(&events);
+                }
+            }
+        }
+        self.stop_source("stopped", None);
+    }
+
+    /// Time left before the fps cap allows the next frame.
+    fn fps_wait(&self) -> Option<Duration> {
+        let fps = self.stream.config.fps;
+        let last = self.last_processed?;
+        if fps <= 0.0 {
+            return None;
+        }
+        (last + Duration::from_secs_f64(1.0 / fps)).checked_duration_since(Instant::now())
+    }
+
+    fn try_start(&mut self) {
+        if let Some(wait) = self.retry_at.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait.min(TICK));
+            return;
+        }
+        self.stream.update_status(|s| s.state = "connecting".into());
+        match source::start(&self.stream.config, self.stream.slot.clone()) {
+            Ok(src) => {
+                self.source = Some(src);
+                self.source_started = Instant::now();
+                tracing::info!(stream = %self.name(), "source started");
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// The source failed or went silent: stop it, end tracks, retry after the backoff.
+    fn fail(&mut self, reason: String) {
+        tracing::warn!(stream = %self.name(), error = %reason, retry_in_s = self.backoff.as_secs_f64(), "source down");
+        self.stop_source("reconnecting", Some(reason));
+        self.retry_at = Instant::now() + self.backoff;
+        let max = Duration::from_secs_f64(self.stream.config.backoff_max_s);
+        self.backoff = (self.backoff * 2).min(max);
+        self.restarts += 1;
+        let restarts = self.restarts;
+        self.stream.update_status(|s| s.restarts = restarts);
+        self.ctx
+            .metrics
+            .stream_restarts
+            .with_label_values(&[self.name()])
+            .set(restarts as i64);
+    }
+
+    fn stop_source(&mut self, state: &str, error: Option<String>) {
+        if let Some(src) = self.source.take() {
+            src.stop();
+        }
+        let events = self.tracker.end_all();
+        self.publish_events(&events);
+        self.publish_counts();
+        self.stream.update_status(|s| {
+            s.state = state.into();
+            if error.is_some() {
+                s.last_error = error;
+            }
+            s.objects.clear();
+        });
+        self.ctx
+            .metrics
+            .stream_up
+            .with_label_values(&[self.name()])
+            .set(0);
+    }
+
+    fn process(&mut self, frame: Frame) {
+        // Frames arrive again: the next failure starts from the first backoff step.
+        self.backoff = Duration::from_secs_f64(self.stream.config.backoff_s);
+        self.last_processed = Some(Instant::now());
+        let vocab = self.stream.vocabulary();
+        let params = self.stream.params();
+        let detections = match self.detect(&frame, &vocab, params) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!(stream = %self.name(), error = %e, "frame dropped");
+                self.stream.slot.skipped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        if vocab.hash != self.tracker_vocab {
+            let events = self.tracker.end_all();
+            self.publish_events(&events);
+            self.tracker_vocab = vocab.hash.clone();
+        }
+        let (events, ids) = self.tracker.update(frame.time, &detections);
+        let latency_ms = frame.received.elapsed().as_secs_f64() * 1e3;
+        let message = DetectionsMessage {
+            camera: self.name(),
+            frame_time: frame.time,
+            frame_index: frame.index,
+            width: frame.image.width(),
+            height: frame.image.height(),
+            latency_ms: (latency_ms * 1e3).round() / 1e3,
+            detections: detections
+                .iter()
+                .zip(&ids)
+                .map(|(d, id)| PublishedDetection {
+                    label: &d.label,
+                    score: d.score,
+                    bbox: d.bbox,
+                    track_id: id,
+                })
+                .collect(),
+        };
+        let json = serde_json::to_string(&message).expect("serialisable");
+        if let Some(m) = &self.ctx.mqtt
+            && m.publish_detections()
+        {
+            m.publish(
+                &format!("{}/detections", self.name()),
+                json.clone().into_bytes(),
+                false,
+            );
+        }
+        let _ = self
+            .stream
+            .messages
+            .send(StreamMessage::Detections(Arc::new(json)));
+        self.publish_events(&events);
+        self.publish_counts();
+        self.processed += 1;
+        let processed = self.processed;
+        let objects = self.counts.clone();
+        self.stream.update_status(|s| {
+            s.state = "running".into();
+            s.frames_processed = processed;
+            s.latency_ms = Some((latency_ms * 10.0).round() / 10.0);
+            s.objects = objects;
+        });
+        self.ctx
+            .metrics
+            .stream_latency
+            .with_label_values(&[self.name()])
+            .observe(latency_ms / 1e3);
+        self.ctx
+            .metrics
+            .stream_up
+            .with_label_values(&[self.name()])
+            .set(1);
+        self.stream.latest.send_replace(Some(Arc::new(Processed {
+            image: frame.image,
+            detections,
+            frame_time: frame.time,
+            frame_index: frame.index,
+        })));
+    }
+
+    /// The frame through the shared pipeline: letterbox here, inference and post-processing
+    /// in the scheduler (batched with other cameras and HTTP requests of the same vocabulary).
+    fn detect(
+        &self,
+        frame: &Frame,
+        vocab: &Arc<Vocabulary>,
+        params: DetectParams,
+    ) -> Result<Vec<Detection>, String> {
+        let prepared = self
+            .ctx
+            .engine
+            .prepare(&frame.image)
+            .map_err(|e| e.to_string())?;
+        let (tx, rx) = oneshot::channel();
+        let now = Instant::now();
+        self.ctx
+            .scheduler
+            .submit(Job {
+                prepared,
+                vocab: vocab.clone(),
+                params,
+                enqueued: now,
+                deadline: now + FRAME_DEADLINE,
+                reply: tx,
+            })
+            .map_err(|e| e.to_string())?;
+        match rx.blocking_recv() {
+            Ok(Ok(out)) => Ok(out.detections),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(SchedulerError::Stopped.to_string()),
+        }
+    }
+
+    fn publish_events(&self, events: &[Event]) {
+        for e in events {
+            let json = serde_json::to_string(e).expect("serialisable");
+            if let Some(m) = &self.ctx.mqtt {
+                m.publish(
+                    &format!("{}/events", self.name()),
+                    json.clone().into_bytes(),
+                    false,
+                );
+            }
+            let _ = self
+                .stream
+                .messages
+                .send(StreamMessage::Event(Arc::new(json)));
+        }
+    }
+
+    /// `<camera>/<label>`: the number of tracked objects, sent when it changes (retained).
+    fn publish_counts(&mut self) {
+        let now = self.tracker.counts();
+        if now == self.counts {
+            return;
+        }
+        if let Some(m) = &self.ctx.mqtt {
+            let labels: std::collections::BTreeSet<&String> =
+                now.keys().chain(self.counts.keys()).collect();
+            for label in labels {
+                let (before, after) = (
+                    self.counts.get(label).copied().unwrap_or(0),
+                    now.get(label).copied().unwrap_or(0),
+                );
+                if before != after {
+                    m.publish(
+                        &format!("{}/{}", self.name(), topic_level(label)),
+                        after.to_string().into_bytes(),
+                        true,
+                    );
+                }
+            }
+        }
+        self.counts = now;
+    }
+
+    /// Once a second: rates and totals into the status and metrics.
+    fn tick_rates(&mut self) {
+        let dt = self.meter.at.elapsed().as_secs_f64();
+        if dt < 1.0 {
+            return;
+        }
+        let slot = &self.stream.slot;
+        let received = slot.received.load(Ordering::Relaxed);
+        let skipped = slot.skipped.load(Ordering::Relaxed);
+        let processed = self.processed;
+        let rate = |now: u64, before: u64| ((now - before) as f64 / dt * 100.0).round() / 100.0;
+        let (rin, rproc, rskip) = (
+            rate(received, self.meter.received),
+            rate(processed, self.meter.processed),
+            rate(skipped, self.meter.skipped),
+        );
+        self.meter = RateMeter {
+            at: Instant::now(),
+            received,
+            processed,
+            skipped,
+        };
+        self.stream.update_status(|s| {
+            s.frames_received = received;
+            s.frames_skipped = skipped;
+            s.input_fps = rin;
+            s.fps = rproc;
+            s.skipped_fps = rskip;
+        });
+        let m = &self.ctx.metrics;
+        let name = self.stream.config.name.as_str();
+        for (kind, fps, total) in [
+            ("received", rin, received),
+            ("processed", rproc, processed),
+            ("skipped", rskip, skipped),
+        ] {
+            m.stream_fps.with_label_values(&[name, kind]).set(fps);
+            m.stream_frames
+                .with_label_values(&[name, kind])
+                .set(total as i64);
+        }
+        if let Some(mqtt) = &self.ctx.mqtt {
+            let s = &mqtt.stats;
+            m.mqtt_connected
+                .set(i64::from(s.connected.load(Ordering::Relaxed)));
+            m.mqtt_published
+                .set(s.published.load(Ordering::Relaxed) as i64);
+            m.mqtt_dropped.set(s.dropped.load(Ordering::Relaxed) as i64);
+        }
+    }
+}

@@ -22,6 +22,18 @@ pub fn class_colour(class_id: usize) -> Rgb<u8> {
     Rgb(PALETTE[class_id % PALETTE.len()])
 }
 
+/// The image with its detections drawn, encoded as `format` (JPEG or PNG).
+pub fn encode(
+    mut img: RgbImage,
+    detections: &[Detection],
+    format: image::ImageFormat,
+) -> image::ImageResult<Vec<u8>> {
+    draw(&mut img, detections);
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, format)?;
+    Ok(out.into_inner())
+}
+
 /// Draws every detection: a rectangle, and a filled tag with `label score` above it.
 pub fn draw(img: &mut RgbImage, detections: &[Detection]) {
     let thickness = (img.width().max(img.height()) / 400).clamp(1, 4) as i64;

@@ -152,6 +152,13 @@ impl Subscriber {
             .collect()
     }
 
+    /// Whether `dosod/available` carried `payload`.
+    fn available(&self, payload: &str) -> bool {
+        self.on("dosod/available")
+            .iter()
+            .any(|m| m.payload == payload)
+    }
+
     fn json_on(&self, topic: &str, since: Instant) -> Vec<Value> {
         self.on(topic)
             .into_iter()
@@ -275,11 +282,7 @@ fps = 10
                 })
         },
     );
-    assert!(
-        sub.on("dosod/available")
-            .iter()
-            .any(|m| m.payload == "online")
-    );
+    assert!(sub.available("online"));
     let first = &sub.json_on("dosod/file/detections", t0)[0];
     for key in [
         "camera",
@@ -466,20 +469,14 @@ fps = 10
         "MQTT publishing resumed {:.1} s after the broker restarted",
         resumed.elapsed().as_secs_f64()
     );
-    assert!(
-        sub.on("dosod/available")
-            .iter()
-            .any(|m| m.payload == "online")
-    );
+    assert!(sub.available("online"));
 
     // 7. The daemon dies without a goodbye: the broker publishes its last will.
     let mut server = server;
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     wait_for("the `offline` last will", Duration::from_secs(15), || {
-        sub.on("dosod/available")
-            .iter()
-            .any(|m| m.payload == "offline")
+        sub.available("offline")
     });
 }
 
@@ -574,9 +571,7 @@ fps = 0
     let status = child.0.wait().unwrap();
     assert!(status.success());
     wait_for("offline after a clean stop", Duration::from_secs(5), || {
-        sub.on("dosod/available")
-            .iter()
-            .any(|m| m.payload == "offline")
+        sub.available("offline")
     });
 }
 

@@ -256,14 +256,24 @@ fn run_engine(
                 }
             }
         });
-        let mut batch: Vec<(u64, RgbImage)> = Vec::with_capacity(args.batch);
+        let (mut ids, mut images) = (Vec::with_capacity(args.batch), Vec::new());
         let mut rx = rx.into_iter().peekable();
         while let Some((id, img)) = rx.next() {
-            batch.push((id, img?));
-            if batch.len() == args.batch || rx.peek().is_none() {
-                detect_batch(&engine, &vocab, &params, selected, &batch, &mut results)?;
-                progress.inc(batch.len() as u64);
-                batch.clear();
+            ids.push(id);
+            images.push(img?);
+            if images.len() == args.batch || rx.peek().is_none() {
+                detect_batch(
+                    &engine,
+                    &vocab,
+                    &params,
+                    selected,
+                    &ids,
+                    &images,
+                    &mut results,
+                )?;
+                progress.inc(images.len() as u64);
+                ids.clear();
+                images.clear();
             }
         }
         Ok(())
@@ -277,12 +287,12 @@ fn detect_batch(
     vocab: &Vocabulary,
     params: &crate::postprocess::DetectParams,
     selected: &[Category],
-    batch: &[(u64, RgbImage)],
+    ids: &[u64],
+    images: &[RgbImage],
     results: &mut Vec<DetectionResult>,
 ) -> Result<()> {
-    let images: Vec<RgbImage> = batch.iter().map(|(_, img)| img.clone()).collect();
-    let outputs = engine.detect_images(&images, vocab, params)?;
-    for ((image_id, _), (detections, _)) in batch.iter().zip(outputs) {
+    let outputs = engine.detect_images(images, vocab, params)?;
+    for (image_id, (detections, _)) in ids.iter().zip(outputs) {
         for d in detections {
             let [x1, y1, x2, y2] = d.bbox.map(f64::from);
             results.push(DetectionResult {

@@ -11,7 +11,7 @@ use super::error::{ApiError, from_rejection};
 use crate::vocab_spec::{ClassSpec, VocabSpec};
 
 /// Classes as a request may give them: `"dog, puppy|pup"` or `["dog", ["puppy", "pup"]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum ClassesField {
     Text(String),

@@ -142,7 +142,7 @@ pub struct Status {
         routes::VocabRef,
         crate::stream::StreamStatus,
         super::streams::StreamVocabulary,
-        super::streams::ClassesField,
+        super::input::ClassesField,
         super::streams::StreamList,
     )),
     modifiers(&Security)

@@ -250,15 +250,11 @@ pub async fn detect(
         .await?;
     let timings = detected.response.timings_ms;
     let mut resp = match (format, detected.image) {
-        (Some(fmt), Some(mut img)) => {
+        (Some(fmt), Some(img)) => {
             let dets = detected.response.detections;
-            let bytes = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
-                crate::annotate::draw(&mut img, &dets);
-                let mut out = std::io::Cursor::new(Vec::new());
-                img.write_to(&mut out, fmt).map_err(|e| {
-                    ApiError::Internal(format!("encoding the annotated image: {e}"))
-                })?;
-                Ok(out.into_inner())
+            let bytes = tokio::task::spawn_blocking(move || {
+                crate::annotate::encode(img, &dets, fmt)
+                    .map_err(|e| ApiError::Internal(format!("encoding the annotated image: {e}")))
             })
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))??;

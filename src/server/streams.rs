@@ -14,8 +14,8 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::error::ApiError;
+use super::input::ClassesField;
 use crate::stream::{Processed, Stream, StreamMessage, StreamStatus};
-use crate::vocab_spec::{ClassSpec, VocabSpec};
 
 /// `PUT /v1/streams/{name}/vocabulary` body: classes (list or `,`/`|` string) or a named
 /// vocabulary, and optionally a new score threshold.
@@ -26,13 +26,6 @@ pub struct StreamVocabulary {
     pub template: Option<String>,
     pub vocabulary: Option<String>,
     pub score_threshold: Option<f32>,
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub enum ClassesField {
-    List(Vec<ClassSpec>),
-    Text(String),
 }
 
 #[derive(utoipa::ToSchema, serde::Serialize)]
@@ -96,19 +89,9 @@ pub async fn put_vocabulary(
         (Some(_), Some(_)) => Err(ApiError::BadRequest(
             "give `classes` or `vocabulary`, not both".into(),
         )),
-        (Some(classes), None) => {
-            let mut spec = match classes {
-                ClassesField::List(list) => VocabSpec {
-                    classes: list,
-                    template: crate::vocab_spec::default_template(),
-                },
-                ClassesField::Text(text) => VocabSpec::parse_list(&text),
-            };
-            if let Some(t) = req.template {
-                spec.template = t;
-            }
-            Ok(Some(store.build(&spec, None)?))
-        }
+        (Some(classes), None) => Ok(Some(
+            store.build(&classes.spec(req.template.as_deref()), None)?,
+        )),
         (None, Some(name)) => Ok(Some(store.resolve(&name)?)),
         (None, None) => Ok(None),
     })
@@ -135,9 +118,7 @@ pub async fn enable(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let s = stream(&state, &name)?;
-    s.set_enabled(true);
-    Ok(Json(s.status()).into_response())
+    switch(&state, &name, true)
 }
 
 /// `POST /v1/streams/{name}/disable`: stops the source; the camera's tracks end.
@@ -147,8 +128,12 @@ pub async fn disable(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let s = stream(&state, &name)?;
-    s.set_enabled(false);
+    switch(&state, &name, false)
+}
+
+fn switch(state: &AppState, name: &str, on: bool) -> Result<Response, ApiError> {
+    let s = stream(state, name)?;
+    s.set_enabled(on);
     Ok(Json(s.status()).into_response())
 }
 
@@ -184,13 +169,8 @@ pub async fn events(
 
 /// The annotated JPEG of a processed frame.
 fn annotated_jpeg(p: &Processed) -> Result<Vec<u8>, ApiError> {
-    let mut img = (*p.image).clone();
-    crate::annotate::draw(&mut img, &p.detections);
-    let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
-        .encode_image(&img)
-        .map_err(|e| ApiError::Internal(format!("encoding JPEG: {e}")))?;
-    Ok(out)
+    crate::annotate::encode((*p.image).clone(), &p.detections, image::ImageFormat::Jpeg)
+        .map_err(|e| ApiError::Internal(format!("encoding JPEG: {e}")))
 }
 
 /// `GET /v1/streams/{name}/snapshot.jpg`: the last processed frame, annotated.

@@ -14,7 +14,7 @@ BIN := target/release/dosod
 ORT_LIB = $(shell ls $(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.$(ORT_VERSION) 2>/dev/null | head -n1)
 export DOSOD_ORT_LIB = $(abspath $(ORT_LIB))
 
-.PHONY: run test setup venv bundles encoders build lint bench criterion web-deps stream-deps eval-demo test-opencv clean-generated
+.PHONY: run test setup venv bundles encoders build lint bench bench-ros2 criterion web-deps stream-deps eval-demo test-opencv clean-generated
 
 # The main job: the HTTP API and web page on the default bundle (http://127.0.0.1:8080/).
 run: setup build
@@ -80,12 +80,19 @@ test-opencv: setup web-deps stream-deps
 	@dpkg -s libopencv-dev clang libclang-dev >/dev/null 2>&1 || apt-get install -y -qq libopencv-dev clang libclang-dev >/dev/null
 	$(CARGO) test --release --features opencv --test streams the_opencv_backend_reads_a_file
 
+# Clippy on the default build (ROS 2 for Jazzy), without ROS 2, and with ROS 2 for Humble.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
+	$(CARGO) clippy --release --all-targets --no-default-features -- -D warnings
+	$(CARGO) clippy --release --all-targets --no-default-features --features ros2-humble -- -D warnings
 
 bench: setup build
 	$(BIN) bench --model models/generated/random --image tests/fixtures/images/zidane.jpg
+
+# The ROS 2 node's latency on the demo model, fed by the Cyclone DDS peer (docs/ros2.md).
+bench-ros2: setup build
+	$(VPY) scripts/bench_ros2.py
 
 # Criterion: decode + letterbox of a 1280x720 JPEG, and post-processing of 8400 x 80 scores.
 criterion:

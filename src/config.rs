@@ -22,6 +22,8 @@ pub struct Settings {
     /// `[[streams]]`: cameras run by `dosod serve` and `dosod stream`.
     pub streams: Vec<StreamConfig>,
     pub mqtt: MqttSettings,
+    /// `[ros2]`: the node run by `dosod ros`.
+    pub ros2: crate::ros2::config::Ros2Settings,
 }
 
 /// `[server]`: the HTTP API.
@@ -384,7 +386,9 @@ mod tests {
     #[test]
     fn shipped_configs_parse() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        Settings::load(Some(&root.join(DEFAULT_CONFIG))).unwrap();
+        let shipped = Settings::load(Some(&root.join(DEFAULT_CONFIG))).unwrap();
+        // the file documents the built-in defaults of [ros2]
+        assert_eq!(shipped.ros2, crate::ros2::config::Ros2Settings::default());
         let example = Settings::load(Some(&root.join("configs/streams-example.toml"))).unwrap();
         assert_eq!(example.streams.len(), 2);
         validate_streams(&example.streams).unwrap();

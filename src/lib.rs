@@ -12,6 +12,7 @@ pub mod letterbox;
 pub mod metrics;
 pub mod npy;
 pub mod postprocess;
+pub mod ros2;
 pub mod runtime;
 pub mod scheduler;
 pub mod server;

@@ -3,6 +3,7 @@
 mod bench;
 mod detect;
 mod eval;
+mod ros;
 mod serve;
 mod shared;
 mod stream;
@@ -33,6 +34,8 @@ pub enum Command {
     Detect(detect::DetectArgs),
     /// Run the configured `[[streams]]` (cameras) without the HTTP API.
     Stream(stream::StreamArgs),
+    /// Run the ROS 2 node: sensor_msgs/Image in, vision_msgs/Detection2DArray out.
+    Ros(ros::RosArgs),
     /// Time every stage of the pipeline and the bare model.
     Bench(bench::BenchArgs),
     /// Score the model on a COCO-format dataset (AP@[.5:.95], AP@.5, per-class AP).
@@ -55,6 +58,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Detect(args) => detect::run(&settings, args),
         Command::Bench(args) => bench::run(&settings, args),
         Command::Stream(args) => stream::run(&settings, args),
+        Command::Ros(args) => ros::run(&settings, args),
         Command::Eval(args) => eval::run(&settings, args),
         Command::Vocab(cmd) => vocab::run(&settings, cmd),
     };

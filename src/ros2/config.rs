@@ -71,42 +71,58 @@ impl Default for Ros2Settings {
 /// Flags of `dosod ros`; each overrides the `[ros2]` key of the same name.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Ros2Args {
+    /// Node name [config: ros2.node_name].
     #[arg(long, env = "DOSOD_ROS_NODE_NAME")]
     pub node_name: Option<String>,
+    /// Node namespace, `/` or e.g. `/robot1` [config: ros2.namespace].
     #[arg(long, env = "DOSOD_ROS_NAMESPACE")]
     pub namespace: Option<String>,
     /// DDS domain [config: ros2.domain_id; when neither is set: ROS_DOMAIN_ID, else 0].
     #[arg(long, env = "DOSOD_ROS_DOMAIN_ID")]
     pub domain_id: Option<u16>,
+    /// sensor_msgs/Image input; "": none [config: ros2.image_topic].
     #[arg(long, env = "DOSOD_ROS_IMAGE_TOPIC")]
     pub image_topic: Option<String>,
+    /// sensor_msgs/CompressedImage input (JPEG, PNG); "": none [config: ros2.compressed_topic].
     #[arg(long, env = "DOSOD_ROS_COMPRESSED_TOPIC")]
     pub compressed_topic: Option<String>,
+    /// vision_msgs/Detection2DArray output [config: ros2.detections_topic].
     #[arg(long, env = "DOSOD_ROS_DETECTIONS_TOPIC")]
     pub detections_topic: Option<String>,
+    /// Annotated sensor_msgs/Image output; "": none [config: ros2.annotated_topic].
     #[arg(long, env = "DOSOD_ROS_ANNOTATED_TOPIC")]
     pub annotated_topic: Option<String>,
+    /// std_msgs/String input with a comma-separated class list [config: ros2.vocabulary_topic].
     #[arg(long, env = "DOSOD_ROS_VOCABULARY_TOPIC")]
     pub vocabulary_topic: Option<String>,
+    /// Replaces the image's header.frame_id; "": copied [config: ros2.frame_id].
     #[arg(long, env = "DOSOD_ROS_FRAME_ID")]
     pub frame_id: Option<String>,
+    /// Image QoS: best_effort or reliable [config: ros2.image_reliability].
     #[arg(long, env = "DOSOD_ROS_IMAGE_RELIABILITY")]
     pub image_reliability: Option<String>,
+    /// Image history depth; 1: newest frame only [config: ros2.image_depth].
     #[arg(long, env = "DOSOD_ROS_IMAGE_DEPTH")]
     pub image_depth: Option<usize>,
+    /// Detections QoS: reliable or best_effort [config: ros2.detections_reliability].
     #[arg(long, env = "DOSOD_ROS_DETECTIONS_RELIABILITY")]
     pub detections_reliability: Option<String>,
+    /// Detections history depth [config: ros2.detections_depth].
     #[arg(long, env = "DOSOD_ROS_DETECTIONS_DEPTH")]
     pub detections_depth: Option<usize>,
     /// Initial classes, e.g. "person, forklift|fork lift" [config: ros2.classes].
     #[arg(long, env = "DOSOD_ROS_CLASSES")]
     pub classes: Option<String>,
+    /// Initial named or built-in vocabulary when --classes is empty [config: ros2.vocabulary].
     #[arg(long, env = "DOSOD_ROS_VOCABULARY")]
     pub vocabulary: Option<String>,
+    /// Initial minimum score [config: ros2.score_threshold; default: the bundle's].
     #[arg(long, env = "DOSOD_ROS_SCORE_THRESHOLD")]
     pub score_threshold: Option<f32>,
+    /// Initial value of the `enabled` parameter [config: ros2.enabled].
     #[arg(long, env = "DOSOD_ROS_ENABLED")]
     pub enabled: Option<bool>,
+    /// Seconds between summary log lines; 0: only at exit [config: ros2.summary_interval_s].
     #[arg(long, env = "DOSOD_ROS_SUMMARY_INTERVAL_S")]
     pub summary_interval_s: Option<f64>,
 }

@@ -1,5 +1,7 @@
 # dosod: the two set-up commands are `make run` and `make test`; everything else is their plumbing.
 SHELL := /bin/bash
+# A failing command in a pipeline (`dosod eval … | head`) fails its recipe line.
+.SHELLFLAGS := -o pipefail -c
 PY ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python

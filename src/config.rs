@@ -60,6 +60,17 @@ pub struct ServerSettings {
     pub shutdown_grace_ms: u64,
 }
 
+impl ServerSettings {
+    /// How the inference worker batches, from `queue_size`, `max_batch`, `max_queue_delay_us`.
+    pub fn batch_policy(&self) -> crate::scheduler::BatchPolicy {
+        crate::scheduler::BatchPolicy {
+            queue_size: self.queue_size.max(1),
+            max_batch: self.max_batch.max(1),
+            max_delay: std::time::Duration::from_micros(self.max_queue_delay_us),
+        }
+    }
+}
+
 impl Default for ServerSettings {
     fn default() -> Self {
         Self {

@@ -356,6 +356,18 @@ impl VocabStore {
         }))
     }
 
+    /// The vocabulary a frontend's settings name: `classes` ("a, b|c") when not blank, else
+    /// the named or built-in `name` when not empty, else the bundle's default.
+    pub fn choose(&self, classes: &str, name: &str) -> Result<Arc<Vocabulary>> {
+        if !classes.trim().is_empty() {
+            self.build(&VocabSpec::parse_list(classes), None)
+        } else if !name.is_empty() {
+            self.resolve(name)
+        } else {
+            self.default_vocabulary()
+        }
+    }
+
     /// The vocabulary called `name`: a named one, else a built-in.
     pub fn resolve(&self, name: &str) -> Result<Arc<Vocabulary>> {
         let spec = self.spec(name)?;

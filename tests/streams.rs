@@ -311,7 +311,9 @@ fps = 10
         .cloned()
         .collect();
     assert!(
-        counts.iter().any(|m| m.payload.parse::<usize>().is_ok()),
+        counts
+            .iter()
+            .any(|m| m.payload.parse::<usize>().is_ok_and(|n| n >= 1)),
         "per-label counts: {counts:?}"
     );
 
@@ -352,7 +354,14 @@ fps = 10
         .unwrap()
         .text()
         .unwrap();
-    assert!(metrics.contains("dosod_stream_fps{kind=\"processed\",stream=\"file\"}"));
+    let processed_fps = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("dosod_stream_fps{kind=\"processed\",stream=\"file\"} "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert!(
+        processed_fps.is_some_and(|v| v > 0.0),
+        "processed fps: {processed_fps:?}"
+    );
     assert!(metrics.contains("dosod_stream_restarts_total{stream=\"dead\"}"));
 
     // 3. Views: SSE, snapshot, MJPEG.
@@ -409,10 +418,12 @@ fps = 10
         Duration::from_secs(20),
         || {
             let after = sub.json_on("dosod/file/detections", changed);
+            // only the new class from the third frame on, and it is really seen
             after.len() >= 6
                 && after[2..]
                     .iter()
                     .all(|m| labels(m).iter().all(|l| *l == only))
+                && after[2..].iter().any(|m| labels(m).contains(&only))
         },
     );
     let bad = reqwest::blocking::Client::new()
@@ -553,7 +564,7 @@ fps = 0
                 let s = &s[0];
                 s["frames_skipped"].as_u64().unwrap_or(0) > 0
                     && s["frames_received"].as_u64().unwrap_or(0)
-                        > 2 * s["frames_processed"].as_u64().unwrap_or(u64::MAX)
+                        > 2 * s["frames_processed"].as_u64().unwrap_or(u64::MAX / 2)
             })
         },
     );

@@ -174,9 +174,14 @@ fn select_categories(categories: &[Category], args: &EvalArgs) -> Result<Vec<Cat
         let by_name: HashMap<&str, &Category> =
             categories.iter().map(|c| (c.name.as_str(), c)).collect();
         let mut out = Vec::new();
-        for class in VocabSpec::parse_list(list).classes {
-            let name = class.label();
+        for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if name.contains('|') {
+                bail!("--classes: \"{name}\": name categories, not synonyms");
+            }
             match by_name.get(name) {
+                Some(c) if out.iter().any(|o: &Category| o.id == c.id) => {
+                    bail!("--classes: \"{name}\" is given twice")
+                }
                 Some(c) => out.push((*c).clone()),
                 None => bail!(
                     "--classes: \"{name}\" is not a category of {}",

@@ -14,27 +14,24 @@ pub struct RosArgs {
 #[cfg(feature = "ros2")]
 pub fn run(settings: &Settings, args: &RosArgs) -> Result<std::process::ExitCode> {
     use super::shared::load_store;
-    use crate::ros2::control::{list_of, spec_of};
+    use crate::ros2::control::list_of;
     use crate::ros2::node::{Initial, run};
+    use anyhow::Context as _;
 
     let ros = args
         .ros2
         .apply(&settings.ros2)
         .map_err(anyhow::Error::msg)?;
     let store = load_store(settings)?;
-    let (vocabulary, list) = if !ros.classes.trim().is_empty() {
-        let list = list_of(&ros.classes);
-        (store.build(&spec_of(&list), None)?, list)
+    let classes = list_of(&ros.classes);
+    let vocabulary = store
+        .choose(&classes.join(", "), &ros.vocabulary)
+        .context("the initial vocabulary ([ros2] classes / --classes or vocabulary)")?;
+    // The `vocabulary` parameter starts as the classes given, else the vocabulary's labels.
+    let list = if classes.is_empty() {
+        vocabulary.labels.clone()
     } else {
-        let v = if ros.vocabulary.is_empty() {
-            store
-                .default_vocabulary()
-                .map_err(|e| anyhow::anyhow!("{e}: set [ros2] classes or --classes \"a, b\""))?
-        } else {
-            store.resolve(&ros.vocabulary)?
-        };
-        let labels = v.labels.clone();
-        (v, labels)
+        classes
     };
     store.engine().warm_up(&vocabulary)?;
     let score_threshold = ros

@@ -9,7 +9,7 @@ use super::serve::start_mqtt;
 use super::shared::load_store;
 use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::scheduler::{BatchPolicy, Scheduler};
+use crate::scheduler::Scheduler;
 use crate::stream::config::MqttArgs;
 use crate::stream::{StreamContext, StreamManager};
 
@@ -31,14 +31,9 @@ pub fn run(settings: &Settings, args: &StreamArgs) -> Result<std::process::ExitC
     let store = load_store(settings)?;
     let engine = store.engine().clone();
     let metrics = Arc::new(Metrics::new());
-    let s = &settings.server;
     let scheduler = Scheduler::start(
         engine.clone(),
-        BatchPolicy {
-            queue_size: s.queue_size.max(1),
-            max_batch: s.max_batch.max(1),
-            max_delay: Duration::from_micros(s.max_queue_delay_us),
-        },
+        settings.server.batch_policy(),
         metrics.clone(),
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()

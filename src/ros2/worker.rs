@@ -130,7 +130,7 @@ impl Worker {
         let start = Instant::now();
         let img = match self.to_rgb(frame.payload) {
             Ok(img) => img,
-            Err(r) => return self.reject(&r),
+            Err(r) => return reject(&self.stats, &r),
         };
         let convert_ms = ms(start);
         let vocab = self.control.vocabulary();
@@ -188,10 +188,6 @@ impl Worker {
                 other => Rejection::Decode(format!("compressed image ({}): {other}", m.format)),
             }),
         }
-    }
-
-    fn reject(&self, r: &Rejection) {
-        reject(&self.stats, r);
     }
 }
 

@@ -29,7 +29,7 @@ use tower_http::trace::TraceLayer;
 use crate::config::ServerSettings;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
-use crate::scheduler::{BatchPolicy, Scheduler};
+use crate::scheduler::Scheduler;
 use crate::vocab::Vocabulary;
 use crate::vocab_store::VocabStore;
 use error::{ApiError, FailureReason};
@@ -54,20 +54,8 @@ impl AppState {
     pub fn new(store: Arc<VocabStore>, settings: ServerSettings) -> anyhow::Result<Arc<AppState>> {
         let engine = store.engine().clone();
         let metrics = Arc::new(Metrics::new());
-        let default_vocab = if settings.default_vocabulary.is_empty() {
-            store.default_vocabulary()?
-        } else {
-            store.resolve(&settings.default_vocabulary)?
-        };
-        let scheduler = Scheduler::start(
-            engine.clone(),
-            BatchPolicy {
-                queue_size: settings.queue_size.max(1),
-                max_batch: settings.max_batch.max(1),
-                max_delay: Duration::from_micros(settings.max_queue_delay_us),
-            },
-            metrics.clone(),
-        );
+        let default_vocab = store.choose("", &settings.default_vocabulary)?;
+        let scheduler = Scheduler::start(engine.clone(), settings.batch_policy(), metrics.clone());
         let slots = match settings.decode_concurrency {
             0 => 2 * crate::runtime::physical_cores(),
             n => n,

@@ -76,14 +76,9 @@ pub async fn put_vocabulary(
     let target = stream(&state, &name)?;
     let req: StreamVocabulary = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
-    if let Some(t) = req.score_threshold
-        && !(0.0..=1.0).contains(&t)
-    {
-        return Err(crate::error::EngineError::InvalidParameter(format!(
-            "score_threshold {t} is not in [0, 1]"
-        ))
-        .into());
-    }
+    let params = target
+        .params()
+        .overridden(req.score_threshold, None, None, None)?;
     let store = state.store.clone();
     let vocab = tokio::task::spawn_blocking(move || match (req.classes, req.vocabulary) {
         (Some(_), Some(_)) => Err(ApiError::BadRequest(
@@ -98,10 +93,8 @@ pub async fn put_vocabulary(
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;
     match vocab {
-        Some(v) => target.set_vocabulary(v, req.score_threshold),
-        None if req.score_threshold.is_some() => {
-            target.set_vocabulary(target.vocabulary(), req.score_threshold)
-        }
+        Some(v) => target.set_vocabulary(v, params),
+        None if req.score_threshold.is_some() => target.set_vocabulary(target.vocabulary(), params),
         None => {
             return Err(ApiError::BadRequest(
                 "give `classes`, `vocabulary` or `score_threshold`".into(),
@@ -167,10 +160,14 @@ pub async fn events(
         .into_response())
 }
 
-/// The annotated JPEG of a processed frame.
+/// The annotated JPEG of a processed frame, encoded once however many viewers ask.
 fn annotated_jpeg(p: &Processed) -> Result<Vec<u8>, ApiError> {
-    crate::annotate::encode((*p.image).clone(), &p.detections, image::ImageFormat::Jpeg)
-        .map_err(|e| ApiError::Internal(format!("encoding JPEG: {e}")))
+    if let Some(jpeg) = p.jpeg.get() {
+        return Ok(jpeg.clone());
+    }
+    let jpeg = crate::annotate::encode((*p.image).clone(), &p.detections, image::ImageFormat::Jpeg)
+        .map_err(|e| ApiError::Internal(format!("encoding JPEG: {e}")))?;
+    Ok(p.jpeg.get_or_init(|| jpeg).clone())
 }
 
 /// `GET /v1/streams/{name}/snapshot.jpg`: the last processed frame, annotated.

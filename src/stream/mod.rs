@@ -21,7 +21,6 @@ use crate::metrics::Metrics;
 use crate::postprocess::DetectParams;
 use crate::scheduler::{Job, Scheduler, SchedulerError};
 use crate::vocab::Vocabulary;
-use crate::vocab_spec::VocabSpec;
 use crate::vocab_store::VocabStore;
 use config::StreamConfig;
 use mqtt::{MqttPublisher, topic_level};
@@ -46,6 +45,8 @@ pub struct Processed {
     pub detections: Vec<Detection>,
     pub frame_time: f64,
     pub frame_index: u64,
+    /// The annotated JPEG, encoded by the first viewer and shared by the others.
+    pub jpeg: std::sync::OnceLock<Vec<u8>>,
 }
 
 /// One detection as published: the engine's fields plus the tracker's id.
@@ -135,15 +136,11 @@ impl Stream {
             .clone()
     }
 
-    /// Replaces the vocabulary; the next frame uses it (tracks of the old one end).
-    pub fn set_vocabulary(&self, vocab: Arc<Vocabulary>, score_threshold: Option<f32>) {
+    /// Replaces the vocabulary and the post-processing parameters; the next frame uses them
+    /// (tracks of the old vocabulary end).
+    pub fn set_vocabulary(&self, vocab: Arc<Vocabulary>, params: DetectParams) {
+        *self.params.lock().unwrap_or_else(|p| p.into_inner()) = params;
         self.vocab.store(vocab);
-        if let Some(t) = score_threshold {
-            self.params
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .score_threshold = t;
-        }
         self.slot.wake();
     }
 
@@ -197,12 +194,13 @@ impl StreamManager {
     ) -> anyhow::Result<Arc<StreamManager>> {
         let mut streams = Vec::new();
         for cfg in configs {
-            let vocab = initial_vocabulary(cfg, store)
+            let vocab = store
+                .choose(&cfg.classes, &cfg.vocabulary)
                 .map_err(|e| anyhow::anyhow!("stream {}: vocabulary: {e}", cfg.name))?;
-            let mut params = ctx.engine.default_params();
-            if let Some(t) = cfg.score_threshold {
-                params.score_threshold = t;
-            }
+            let params =
+                ctx.engine
+                    .default_params()
+                    .overridden(cfg.score_threshold, None, None, None)?;
             let (messages, _) = broadcast::channel(256);
             let (latest, _) = watch::channel(None);
             streams.push(Arc::new(Stream {
@@ -261,10 +259,6 @@ impl StreamManager {
         self.streams.iter().map(|s| s.status()).collect()
     }
 
-    pub fn mqtt(&self) -> Option<&Arc<MqttPublisher>> {
-        self.mqtt.as_ref()
-    }
-
     /// Stops every camera (their open tracks end with `end` events), then says `offline`.
     pub async fn shutdown(&self) {
         self.stop.store(true, Ordering::Release);
@@ -282,16 +276,6 @@ impl StreamManager {
             m.shutdown().await;
         }
     }
-}
-
-fn initial_vocabulary(cfg: &StreamConfig, store: &VocabStore) -> anyhow::Result<Arc<Vocabulary>> {
-    Ok(if !cfg.classes.trim().is_empty() {
-        store.build(&VocabSpec::parse_list(&cfg.classes), None)?
-    } else if !cfg.vocabulary.is_empty() {
-        store.resolve(&cfg.vocabulary)?
-    } else {
-        store.default_vocabulary()?
-    })
 }
 
 /// Rates over the last second, updated once per second.
@@ -516,19 +500,12 @@ impl Worker {
                 .collect(),
         };
         let json = serde_json::to_string(&message).expect("serialisable");
-        if let Some(m) = &self.ctx.mqtt
-            && m.publish_detections()
-        {
-            m.publish(
-                &format!("{}/detections", self.name()),
-                json.clone().into_bytes(),
-                false,
-            );
-        }
-        let _ = self
-            .stream
-            .messages
-            .send(StreamMessage::Detections(Arc::new(json)));
+        let to_mqtt = self
+            .ctx
+            .mqtt
+            .as_ref()
+            .is_some_and(|m| m.publish_detections());
+        self.emit("detections", json, to_mqtt, StreamMessage::Detections);
         self.publish_events(&events);
         self.publish_counts();
         self.processed += 1;
@@ -555,6 +532,7 @@ impl Worker {
             detections,
             frame_time: frame.time,
             frame_index: frame.index,
+            jpeg: std::sync::OnceLock::new(),
         })));
     }
 
@@ -594,18 +572,26 @@ impl Worker {
     fn publish_events(&self, events: &[Event]) {
         for e in events {
             let json = serde_json::to_string(e).expect("serialisable");
-            if let Some(m) = &self.ctx.mqtt {
-                m.publish(
-                    &format!("{}/events", self.name()),
-                    json.clone().into_bytes(),
-                    false,
-                );
-            }
-            let _ = self
-                .stream
-                .messages
-                .send(StreamMessage::Event(Arc::new(json)));
+            self.emit("events", json, true, StreamMessage::Event);
         }
+    }
+
+    /// One JSON message to SSE subscribers and, when `to_mqtt`, to `<camera>/<kind>` on MQTT.
+    fn emit(
+        &self,
+        kind: &str,
+        json: String,
+        to_mqtt: bool,
+        wrap: fn(Arc<String>) -> StreamMessage,
+    ) {
+        if to_mqtt && let Some(m) = &self.ctx.mqtt {
+            m.publish(
+                &format!("{}/{kind}", self.name()),
+                json.as_bytes().to_vec(),
+                false,
+            );
+        }
+        let _ = self.stream.messages.send(wrap(Arc::new(json)));
     }
 
     /// `<camera>/<label>`: the number of tracked objects, sent when it changes (retained).

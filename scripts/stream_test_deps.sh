@@ -9,7 +9,7 @@
 #
 # Why each package is here:
 #   ffmpeg                      the RTSP / file client of the tests, and the encoder of
-#                               scripts/make_stream_clip.py (libx264)
+#                               dosod_tools.fixtures.make_stream_clip (libx264)
 #   mosquitto                   the MQTT broker the tests start (`mosquitto -c tests/streams/mosquitto.conf`)
 #   mosquitto-clients           mosquitto_sub / mosquitto_pub, to watch what the daemon publishes
 #   python3-gi                  PyGObject: tests/streams/rtsp_server.py is Python + GStreamer

@@ -1,29 +1,25 @@
-//! dosod: real-time open-set object detection (DOSOD) — the engine and its frontends.
+//! dosod: real-time open-set object detection (DOSOD).
+//!
+//! Layers, each depending only on those below it:
+//! - [`engine`]: decode → letterbox → infer → boxes → NMS on one model bundle (no HTTP, no text);
+//! - [`vocab`]: text encoders, vocabulary specs, the store of named and built vocabularies;
+//! - `service`: the composition root, the batching scheduler and the one detection path;
+//! - frontends, thin adapters over the service: `server` (HTTP), `stream` (cameras),
+//!   `ros2` (the ROS 2 node), `eval` (COCO evaluation) and [`cli`].
 
-pub mod annotate;
-pub mod bundle;
+// First: `config` defines the `section!` macro every configured module uses.
+#[macro_use]
+mod config;
 pub mod cli;
-pub mod coco_eval;
-pub mod config;
-pub mod decode;
 pub mod engine;
-pub mod error;
-pub mod letterbox;
-pub mod metrics;
-pub mod npy;
-pub mod postprocess;
-pub mod ros2;
-pub mod runtime;
-pub mod scheduler;
-pub mod server;
-pub mod stream;
-pub mod tensor;
-pub mod text_encoder;
+mod eval;
+mod ros2;
+mod server;
+mod service;
+mod stream;
 pub mod vocab;
-pub mod vocab_spec;
-pub mod vocab_store;
 
+pub use engine::error::EngineError;
+pub use engine::postprocess::DetectParams;
 pub use engine::{Detection, Engine, EngineOptions, Timings};
-pub use error::EngineError;
-pub use postprocess::DetectParams;
 pub use vocab::Vocabulary;

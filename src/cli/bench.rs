@@ -6,9 +6,11 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::shared::{VocabArgs, load_store, vocabulary};
+use super::{EmbeddingsArgs, vocabulary};
 use crate::config::Settings;
 use crate::engine::ms;
+use crate::service::open_store;
+use crate::service::options::DetectOptions;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -22,7 +24,9 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
     #[command(flatten)]
-    pub vocab: VocabArgs,
+    pub options: DetectOptions,
+    #[command(flatten)]
+    pub embeddings: EmbeddingsArgs,
     /// Also measure batch throughput: forward passes of this many prepared images.
     #[arg(long, default_value_t = 0)]
     pub batch: usize,
@@ -76,10 +80,10 @@ struct Report {
 
 pub fn run(settings: &Settings, args: &BenchArgs) -> Result<std::process::ExitCode> {
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
-    let store = load_store(settings)?;
+    let store = open_store(settings)?;
     let engine = store.engine().clone();
-    let vocab = vocabulary(&store, &args.vocab)?;
-    let params = engine.default_params();
+    let vocab = vocabulary(&store, &args.options, &args.embeddings)?;
+    let params = args.options.params(engine.default_params())?;
     let bytes = std::fs::read(&args.image).with_context(|| format!("{}", args.image.display()))?;
     let reference = engine.prepare(&engine.decode(&bytes)?)?;
 

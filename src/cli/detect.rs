@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::shared::{VocabArgs, load_store, vocabulary};
+use super::{EmbeddingsArgs, vocabulary};
 use crate::config::Settings;
 use crate::engine::{Detection, Timings};
+use crate::service::open_store;
+use crate::service::options::DetectOptions;
 
 #[derive(Debug, clap::Args)]
 pub struct DetectArgs {
@@ -16,19 +18,9 @@ pub struct DetectArgs {
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
     #[command(flatten)]
-    pub vocab: VocabArgs,
-    /// Minimum score [default: the bundle's].
-    #[arg(long)]
-    pub score_threshold: Option<f32>,
-    /// NMS IoU threshold [default: the bundle's].
-    #[arg(long)]
-    pub iou_threshold: Option<f32>,
-    /// Most detections per image [default: the bundle's].
-    #[arg(long)]
-    pub max_detections: Option<usize>,
-    /// Let an anchor report every class above threshold.
-    #[arg(long)]
-    pub multi_label: bool,
+    pub options: DetectOptions,
+    #[command(flatten)]
+    pub embeddings: EmbeddingsArgs,
     /// Write annotated images: a file for one image, else a directory.
     #[arg(long)]
     pub annotate: Option<PathBuf>,
@@ -44,15 +36,10 @@ struct ImageReport<'a> {
 }
 
 pub fn run(settings: &Settings, args: &DetectArgs) -> Result<std::process::ExitCode> {
-    let store = load_store(settings)?;
+    let store = open_store(settings)?;
     let engine = store.engine().clone();
-    let vocab = vocabulary(&store, &args.vocab)?;
-    let params = engine.default_params().overridden(
-        args.score_threshold,
-        args.iou_threshold,
-        args.max_detections,
-        args.multi_label.then_some(true),
-    )?;
+    let vocab = vocabulary(&store, &args.options, &args.embeddings)?;
+    let params = args.options.params(engine.default_params())?;
 
     let annotate_dir = match &args.annotate {
         Some(p) if args.images.len() > 1 || p.extension().is_none() => {
@@ -84,7 +71,7 @@ pub fn run(settings: &Settings, args: &DetectArgs) -> Result<std::process::ExitC
             if let Some(target) =
                 annotation_target(args.annotate.as_deref(), annotate_dir.as_deref(), path)
             {
-                crate::annotate::draw(&mut img, &report.detections);
+                crate::engine::annotate::draw(&mut img, &report.detections);
                 img.save(&target)
                     .with_context(|| format!("writing {}", target.display()))?;
             }

@@ -10,12 +10,12 @@ use anyhow::{Context, Result, bail};
 use image::RgbImage;
 use serde::Serialize;
 
-use super::shared::load_store;
-use crate::coco_eval::{Category, Dataset, DetectionResult, Evaluation, Summary, evaluate};
 use crate::config::Settings;
 use crate::engine::Engine;
+use crate::eval::coco::{Category, Dataset, DetectionResult, Evaluation, Summary, evaluate};
+use crate::service::open_store;
 use crate::vocab::Vocabulary;
-use crate::vocab_spec::VocabSpec;
+use crate::vocab::spec::VocabSpec;
 
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
@@ -218,7 +218,7 @@ fn run_engine(
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let store = load_store(settings)?;
+    let store = open_store(settings)?;
     let engine = store.engine().clone();
     let mut spec =
         VocabSpec::from_phrase_lists(selected.iter().map(|c| vec![c.name.clone()]).collect());
@@ -290,7 +290,7 @@ fn run_engine(
 fn detect_batch(
     engine: &Engine,
     vocab: &Vocabulary,
-    params: &crate::postprocess::DetectParams,
+    params: &crate::engine::postprocess::DetectParams,
     selected: &[Category],
     ids: &[u64],
     images: &[RgbImage],

@@ -5,7 +5,6 @@ mod detect;
 mod eval;
 mod ros;
 mod serve;
-mod shared;
 mod stream;
 mod vocab;
 
@@ -13,23 +12,33 @@ use clap::{Parser, Subcommand};
 
 use crate::config::ConfigArgs;
 
+section! {
+    /// `[log]`: what the process logs, and how.
+    pub(crate) struct LogSettings, flags LogArgs (global = true) {
+        /// Log format: text or json.
+        format: String = "text".into() => "log-format", "DOSOD_LOG_FORMAT";
+        /// Log filter, e.g. info or dosod=debug.
+        level: String = "warn".into() => "log-level", "DOSOD_LOG";
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "dosod",
     version,
     about = "Real-time open-set object detection (DOSOD)"
 )]
-pub struct Cli {
+struct Cli {
     #[command(flatten)]
-    pub config: ConfigArgs,
+    config: ConfigArgs,
     #[command(subcommand)]
-    pub command: Command,
+    command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+enum Command {
     /// Serve the HTTP API (and the web page) on the configured model.
-    Serve(crate::config::ServerArgs),
+    Serve(serve::ServeArgs),
     /// Detect objects in images and print one JSON object per image.
     Detect(detect::DetectArgs),
     /// Run the configured `[[streams]]` (cameras) without the HTTP API.
@@ -43,6 +52,36 @@ pub enum Command {
     /// Vocabularies: encode to a file, list, put, delete, benchmark.
     #[command(subcommand)]
     Vocab(vocab::VocabCommand),
+}
+
+/// Precomputed embeddings instead of class names (the CLI's own vocabulary source).
+#[derive(Debug, Clone, Default, clap::Args)]
+struct EmbeddingsArgs {
+    /// Precomputed embeddings: `.npz` (names + joint or text) or `.npy` [K, T] (+ --names).
+    #[arg(long, conflicts_with_all = ["classes", "vocabulary"])]
+    vocab: Option<std::path::PathBuf>,
+    /// Names for a `.npy` --vocab, one per line [default: FILE.txt].
+    #[arg(long, requires = "vocab")]
+    names: Option<std::path::PathBuf>,
+}
+
+/// The vocabulary a command asked for (flags), else the bundle's default.
+fn vocabulary(
+    store: &crate::vocab::store::VocabStore,
+    options: &crate::service::options::DetectOptions,
+    embeddings: &EmbeddingsArgs,
+) -> anyhow::Result<std::sync::Arc<crate::engine::Vocabulary>> {
+    let mut request = options.vocab_request();
+    request.embeddings = embeddings.vocab.clone();
+    request.names = embeddings.names.clone();
+    let nothing_asked = request.classes.is_none() && request.name.is_none();
+    store.select(&request, "").map_err(|e| {
+        if nothing_asked {
+            anyhow::anyhow!("{e}: pass --classes \"a, b\", --vocabulary NAME or --vocab FILE")
+        } else {
+            e.into()
+        }
+    })
 }
 
 /// Runs the CLI; any error is printed as one line and gives exit code 1 (2 for usage errors).

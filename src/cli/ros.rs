@@ -13,39 +13,22 @@ pub struct RosArgs {
 
 #[cfg(feature = "ros2")]
 pub fn run(settings: &Settings, args: &RosArgs) -> Result<std::process::ExitCode> {
-    use super::shared::load_store;
-    use crate::ros2::control::list_of;
-    use crate::ros2::node::{Initial, run};
-    use anyhow::Context as _;
-
     let ros = args
         .ros2
         .apply(&settings.ros2)
         .map_err(anyhow::Error::msg)?;
-    let store = load_store(settings)?;
-    let classes = list_of(&ros.classes);
-    let vocabulary = store
-        .choose(&classes.join(", "), &ros.vocabulary)
-        .context("the initial vocabulary ([ros2] classes / --classes or vocabulary)")?;
-    // The `vocabulary` parameter starts as the classes given, else the vocabulary's labels.
-    let list = if classes.is_empty() {
-        vocabulary.labels.clone()
-    } else {
-        classes
+    // The service's async side (decode, the scheduler's wait) runs on one small runtime; the
+    // node itself runs on this thread.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .thread_name("dosod-ros2-rt")
+        .build()?;
+    let service = {
+        let _in = runtime.enter();
+        crate::service::Service::start(settings)?
     };
-    store.engine().warm_up(&vocabulary)?;
-    let score_threshold = ros
-        .score_threshold
-        .unwrap_or(store.engine().default_params().score_threshold);
-    run(
-        store,
-        &ros,
-        Initial {
-            vocabulary,
-            list,
-            score_threshold,
-        },
-    )?;
+    crate::ros2::run(service, &ros, crate::server::shutdown_signal())?;
     Ok(std::process::ExitCode::SUCCESS)
 }
 

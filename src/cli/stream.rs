@@ -1,15 +1,12 @@
 //! `dosod stream`: the configured `[[streams]]` without the HTTP API (MQTT and logs only).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 
 use super::serve::start_mqtt;
-use super::shared::load_store;
 use crate::config::Settings;
-use crate::metrics::Metrics;
-use crate::scheduler::Scheduler;
+use crate::service::Service;
 use crate::stream::config::MqttArgs;
 use crate::stream::{StreamContext, StreamManager};
 
@@ -28,27 +25,21 @@ pub fn run(settings: &Settings, args: &StreamArgs) -> Result<std::process::ExitC
     }
     let mut mqtt = settings.mqtt.clone();
     args.mqtt.apply(&mut mqtt);
-    let store = load_store(settings)?;
-    let engine = store.engine().clone();
-    let metrics = Arc::new(Metrics::new());
-    let scheduler = Scheduler::start(
-        engine.clone(),
-        settings.server.batch_policy(),
-        metrics.clone(),
-    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .thread_name("dosod-stream")
         .build()?;
+    let service = {
+        let _in = runtime.enter();
+        Service::start(settings)?
+    };
     runtime.block_on(async {
         let ctx = StreamContext {
-            engine,
-            scheduler,
-            metrics,
+            service,
             mqtt: start_mqtt(&mqtt),
         };
-        let manager = StreamManager::start(&settings.streams, &store, ctx)?;
+        let manager = StreamManager::start(&settings.streams, ctx)?;
         println!(
             "running {} stream(s): {}",
             settings.streams.len(),

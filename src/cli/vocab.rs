@@ -7,11 +7,11 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use super::bench::Stat;
-use super::shared::load_store;
 use crate::config::Settings;
 use crate::engine::ms;
-use crate::npy::{VocabArchive, write_npz};
-use crate::vocab_spec::VocabSpec;
+use crate::service::open_store;
+use crate::vocab::import::{VocabArchive, write_npz};
+use crate::vocab::spec::VocabSpec;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum VocabCommand {
@@ -114,7 +114,7 @@ struct BenchReport {
 }
 
 pub fn run(settings: &Settings, cmd: &VocabCommand) -> Result<std::process::ExitCode> {
-    let store = load_store(settings)?;
+    let store = open_store(settings)?;
     match cmd {
         VocabCommand::Encode(a) => {
             let spec = a.spec.spec()?;
@@ -173,7 +173,6 @@ pub fn run(settings: &Settings, cmd: &VocabCommand) -> Result<std::process::Exit
             };
             let report = BenchReport {
                 encoder: store
-                    .engine()
                     .text_encoder()
                     .map_or("none".into(), |e| e.config().name.clone()),
                 coco_classes: coco.classes.len(),

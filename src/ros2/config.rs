@@ -229,10 +229,9 @@ impl Ros2Settings {
         if self.image_depth == 0 || self.detections_depth == 0 {
             return Err("ros2: image_depth and detections_depth must be >= 1".into());
         }
-        if let Some(t) = self.score_threshold
-            && !(0.0..=1.0).contains(&t)
-        {
-            return Err("ros2.score_threshold must be in [0, 1]".into());
+        if let Some(t) = self.score_threshold {
+            crate::engine::postprocess::check_unit("ros2.score_threshold", t)
+                .map_err(|e| e.to_string())?;
         }
         if !self.summary_interval_s.is_finite() || self.summary_interval_s < 0.0 {
             return Err("ros2.summary_interval_s must be >= 0".into());

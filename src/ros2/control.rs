@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use crate::postprocess::DetectParams;
+use crate::engine::postprocess::DetectParams;
 use crate::vocab::Vocabulary;
-use crate::vocab_spec::VocabSpec;
-use crate::vocab_store::VocabStore;
+use crate::vocab::spec::Classes;
+use crate::vocab::store::{VocabRequest, VocabStore};
 
 /// The values a parameter change swaps in; the next frame reads them.
 pub struct Control {
@@ -57,10 +57,6 @@ impl Control {
         self.vocab.load_full()
     }
 
-    pub fn list(&self) -> Vec<String> {
-        self.list.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
     pub fn score_threshold(&self) -> f32 {
         f32::from_bits(self.score_bits.load(Ordering::Relaxed))
     }
@@ -85,7 +81,7 @@ impl Control {
         }
         let start = std::time::Instant::now();
         let vocab = store
-            .build(&spec_of(list), None)
+            .select(&request_of(list), "")
             .map_err(|e| e.to_string())?;
         tracing::info!(
             classes = vocab.len(),
@@ -99,9 +95,8 @@ impl Control {
     }
 
     pub fn set_score_threshold(&self, v: f64) -> Result<(), String> {
-        if !(0.0..=1.0).contains(&v) {
-            return Err(format!("score_threshold must be in [0, 1], got {v}"));
-        }
+        crate::engine::postprocess::check_unit("score_threshold", v as f32)
+            .map_err(|e| e.to_string())?;
         self.score_bits
             .store((v as f32).to_bits(), Ordering::Relaxed);
         Ok(())
@@ -112,10 +107,13 @@ impl Control {
     }
 }
 
-/// A `vocabulary` parameter as a spec: one class per element, `|` between synonyms (an element
-/// holding commas is split into several classes).
-pub fn spec_of(list: &[String]) -> VocabSpec {
-    VocabSpec::parse_list(&list.join(","))
+/// A `vocabulary` parameter as a request: one class per element, `|` between synonyms (an
+/// element holding commas is split into several classes).
+pub fn request_of(list: &[String]) -> VocabRequest {
+    VocabRequest {
+        classes: Some(Classes::Text(list.join(","))),
+        ..Default::default()
+    }
 }
 
 /// `"forklift, pallet|skid"` as the list `["forklift", "pallet|skid"]` (blank items dropped).
@@ -137,7 +135,8 @@ mod tests {
             ["forklift", "pallet|skid"]
         );
         assert!(list_of(" , ").is_empty());
-        let spec = spec_of(&["forklift".into(), "pallet|skid".into(), "a, b".into()]);
+        let request = request_of(&["forklift".into(), "pallet|skid".into(), "a, b".into()]);
+        let spec = request.classes.unwrap().spec(None);
         assert_eq!(spec.labels(), ["forklift", "pallet", "a", "b"]);
     }
 }

@@ -7,8 +7,8 @@ use super::msg::{
     BoundingBox2D, Detection2D, Detection2DArray, Header, Image, ObjectHypothesis,
     ObjectHypothesisWithPose, Point2D, Pose2D,
 };
-use crate::decode::DecodeLimits;
 use crate::engine::Detection;
+use crate::engine::decode::DecodeLimits;
 
 /// Why a received frame was skipped. Each kind is counted on its own.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -69,12 +69,8 @@ pub fn image_to_rgb(msg: Image, limits: &DecodeLimits) -> Result<RgbImage, Rejec
     if w == 0 || h == 0 {
         return Err(Rejection::Empty(w, h));
     }
-    let pixels = u64::from(w) * u64::from(h);
-    if pixels > limits.max_pixels || w.max(h) > limits.max_side {
-        return Err(Rejection::TooLarge(format!(
-            "{w}x{h} ({pixels} pixels; limits {} pixels, {} per side)",
-            limits.max_pixels, limits.max_side
-        )));
+    if let Err(e) = limits.check(w, h) {
+        return Err(Rejection::TooLarge(e.to_string()));
     }
     let row = w as usize * channels;
     let step = msg.step as usize;

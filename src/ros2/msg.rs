@@ -204,7 +204,7 @@ mod tests {
     use super::*;
     use byteorder::LittleEndian;
 
-    /// Cyclone DDS's bytes for the same values (tests/ros2/make_cdr_golden.py), without the
+    /// Cyclone DDS's bytes for the same values (dosod_tools.fixtures.make_cdr_golden), without the
     /// 4-byte encapsulation header (`00 01 00 00`: CDR, little-endian).
     fn golden(name: &str) -> Vec<u8> {
         let path = concat!(

@@ -23,8 +23,7 @@ use super::msg::{self, CompressedImage, Detection2DArray, Image, StringMsg, Type
 use super::params::node_options;
 use super::stats::Stats;
 use super::worker::{Frame, Latest, Payload, Worker, reject};
-use crate::engine::Engine;
-use crate::vocab_store::VocabStore;
+use crate::service::Service;
 
 /// What the node starts with; parameters change it later.
 pub struct Initial {
@@ -34,9 +33,15 @@ pub struct Initial {
     pub score_threshold: f32,
 }
 
-/// Runs the node until SIGINT / SIGTERM.
-pub fn run(store: Arc<VocabStore>, settings: &Ros2Settings, initial: Initial) -> Result<()> {
-    let engine: Arc<Engine> = store.engine().clone();
+/// Runs the node until `stop` completes (SIGINT / SIGTERM for `dosod ros`).
+pub fn run(
+    service: Arc<Service>,
+    settings: &Ros2Settings,
+    initial: Initial,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let engine = service.engine.clone();
+    let store = service.store.clone();
     let domain = settings.domain_id.unwrap_or(0);
     let control = Arc::new(Control::new(
         initial.vocabulary,
@@ -102,7 +107,7 @@ pub fn run(store: Arc<VocabStore>, settings: &Ros2Settings, initial: Initial) ->
     let stats = Arc::new(Stats::default());
     let latest = Arc::new(Latest::default());
     let worker = Worker {
-        engine,
+        service,
         control: control.clone(),
         stats: stats.clone(),
         latest: latest.clone(),
@@ -171,7 +176,7 @@ pub fn run(store: Arc<VocabStore>, settings: &Ros2Settings, initial: Initial) ->
                 .boxed(),
         );
         let mut incoming = select_all(incoming);
-        let shutdown = crate::server::shutdown_signal();
+        let shutdown = stop;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -184,7 +189,7 @@ pub fn run(store: Arc<VocabStore>, settings: &Ros2Settings, initial: Initial) ->
         }
     });
     // Tear down in order, so every DDS entity is disposed while the participant still runs.
-    latest.stop();
+    latest.close();
     let _ = worker.join();
     drop(vocab_tx);
     let _ = applier.join();
@@ -262,7 +267,7 @@ fn apply_vocabulary(node: &Node, text: &str) {
 
 fn put(stats: &Stats, latest: &Latest, frame: Frame) {
     stats.received();
-    if latest.put(frame) {
+    if latest.put(frame).is_some() {
         stats.stale();
     }
 }

@@ -7,7 +7,7 @@ use ros2_client::{NodeOptions, ParameterValue};
 
 use super::config::Ros2Settings;
 use super::control::Control;
-use crate::vocab_store::VocabStore;
+use crate::vocab::store::VocabStore;
 
 /// The parameters fixed at start-up, with their values.
 fn startup(s: &Ros2Settings) -> Vec<(&'static str, ParameterValue)> {
@@ -77,6 +77,11 @@ pub fn node_options(
         }))
 }
 
+/// The one range rule of score thresholds, as this module reports errors.
+fn unit(v: f64) -> Result<(), String> {
+    crate::engine::postprocess::check_unit("score_threshold", v as f32).map_err(|e| e.to_string())
+}
+
 /// Type and range checks of a change to a run-time parameter (before anything is built).
 fn check(name: &str, value: &ParameterValue) -> Result<(), String> {
     use ParameterValue as V;
@@ -84,9 +89,7 @@ fn check(name: &str, value: &ParameterValue) -> Result<(), String> {
         ("vocabulary", V::StringArray(list)) if list.iter().all(|s| s.trim().is_empty()) => {
             Err("vocabulary must name at least one class".into())
         }
-        ("score_threshold", V::Double(v)) if !(0.0..=1.0).contains(v) => {
-            Err(format!("score_threshold must be in [0, 1], got {v}"))
-        }
+        ("score_threshold", V::Double(v)) if unit(*v).is_err() => unit(*v),
         ("vocabulary", V::StringArray(_))
         | ("score_threshold", V::Double(_))
         | ("enabled", V::Boolean(_))

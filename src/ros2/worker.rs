@@ -1,19 +1,20 @@
-//! The node's detection worker: takes the newest received frame, converts it, runs the engine,
-//! publishes the detections (and the annotated image), and logs the periodic summary.
+//! The node's detection worker: takes the newest received frame, converts raw pixels, runs it
+//! through the service's one detection path (batched with HTTP and camera frames), publishes
+//! the detections (and the annotated image), and logs the periodic summary.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use image::RgbImage;
 use ros2_client::Publisher;
 
 use super::control::Control;
 use super::convert::{Rejection, detections_to_msg, image_to_rgb, rgb_to_image};
 use super::msg::{CompressedImage, Detection2DArray, Header, Image, Time};
 use super::stats::{Stats, Summary};
-use crate::engine::{Engine, ms};
-use crate::error::EngineError;
+use crate::engine::error::EngineError;
+use crate::engine::ms;
+use crate::service::mailbox::Mailbox;
+use crate::service::{Frame as ServiceFrame, Service, ServiceError};
 
 /// A received image, raw or compressed, with the moment it arrived.
 pub struct Frame {
@@ -35,47 +36,12 @@ impl Frame {
     }
 }
 
-/// A one-frame mailbox: a new frame replaces one the worker has not taken yet.
-#[derive(Default)]
-pub struct Latest {
-    slot: Mutex<Option<Frame>>,
-    ready: Condvar,
-    stop: AtomicBool,
-}
-
-impl Latest {
-    /// Leaves `frame` for the worker; true when it replaced an unprocessed one.
-    pub fn put(&self, frame: Frame) -> bool {
-        let replaced = self
-            .slot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .replace(frame)
-            .is_some();
-        self.ready.notify_one();
-        replaced
-    }
-
-    fn take(&self, wait: Duration) -> Option<Frame> {
-        let slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
-        let (mut slot, _) = self
-            .ready
-            .wait_timeout_while(slot, wait, |s| {
-                s.is_none() && !self.stop.load(Ordering::Relaxed)
-            })
-            .unwrap_or_else(|p| p.into_inner());
-        slot.take()
-    }
-
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.ready.notify_all();
-    }
-}
+/// The newest received frame, waiting for the worker.
+pub type Latest = Mailbox<Frame>;
 
 /// Everything the worker thread owns or shares.
 pub struct Worker {
-    pub engine: Arc<Engine>,
+    pub service: Arc<Service>,
     pub control: Arc<Control>,
     pub stats: Arc<Stats>,
     pub latest: Arc<Latest>,
@@ -85,10 +51,10 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Runs until [`Latest::stop`]; ends with a summary of the whole run.
+    /// Runs until the mailbox is closed; ends with a summary of the whole run.
     pub fn run(self) {
         let mut last_summary = Instant::now();
-        while !self.latest.stop.load(Ordering::Relaxed) {
+        while !self.latest.is_closed() {
             if let Some(frame) = self.latest.take(Duration::from_millis(200)) {
                 let run = std::panic::AssertUnwindSafe(|| self.process(frame));
                 if std::panic::catch_unwind(run).is_err() {
@@ -128,28 +94,39 @@ impl Worker {
             header.frame_id = frame_id;
         }
         let start = Instant::now();
-        let img = match self.to_rgb(frame.payload) {
-            Ok(img) => img,
-            Err(r) => return reject(&self.stats, &r),
+        let (input, format) = match frame.payload {
+            Payload::Raw(m) => match image_to_rgb(m, self.service.engine.limits()) {
+                Ok(img) => (ServiceFrame::Pixels(Arc::new(img)), None),
+                Err(r) => return reject(&self.stats, &r),
+            },
+            Payload::Compressed(m) => (ServiceFrame::Encoded(m.data.into()), Some(m.format)),
         };
         let convert_ms = ms(start);
         let vocab = self.control.vocabulary();
         let params = self.control.params();
-        let result = self
-            .engine
-            .detect_images(std::slice::from_ref(&img), &vocab, &params);
-        let (dets, timings) = match result {
-            Ok(mut v) => v.pop().expect("one result per image"),
+        let detected = match self.service.detect_blocking(input, vocab, params) {
+            Ok(d) => d,
+            Err(ServiceError::Engine(EngineError::TooLarge(msg))) => {
+                return reject(&self.stats, &Rejection::TooLarge(msg));
+            }
+            Err(ServiceError::Engine(EngineError::Decode(msg))) => {
+                let format = format.unwrap_or_default();
+                return reject(
+                    &self.stats,
+                    &Rejection::Decode(format!("compressed image ({format}): {msg}")),
+                );
+            }
             Err(e) => {
                 self.stats.failed();
                 tracing::warn!("detection failed: {e}");
                 return;
             }
         };
+        let (dets, timings) = (&detected.detections, detected.timings);
         let count = dets.len();
         if let Err(e) = self
             .detections
-            .publish(detections_to_msg(header.clone(), &dets))
+            .publish(detections_to_msg(header.clone(), dets))
         {
             self.stats.failed();
             tracing::warn!("publishing detections failed: {e:?}");
@@ -165,6 +142,8 @@ impl Worker {
             age_ms,
             wait_ms,
             convert_ms,
+            decode_ms = timings.decode,
+            queue_ms = timings.queue,
             preprocess_ms = timings.preprocess,
             inference_ms = timings.inference,
             postprocess_ms = timings.postprocess,
@@ -172,21 +151,11 @@ impl Worker {
             "published"
         );
         if let Some(publisher) = &self.annotated {
-            let mut img = img;
-            crate::annotate::draw(&mut img, &dets);
+            let mut img = Arc::unwrap_or_clone(detected.image);
+            crate::engine::annotate::draw(&mut img, &detected.detections);
             if let Err(e) = publisher.publish(rgb_to_image(img, header)) {
                 tracing::warn!("publishing the annotated image failed: {e:?}");
             }
-        }
-    }
-
-    fn to_rgb(&self, payload: Payload) -> Result<RgbImage, Rejection> {
-        match payload {
-            Payload::Raw(m) => image_to_rgb(m, self.engine.limits()),
-            Payload::Compressed(m) => self.engine.decode(&m.data).map_err(|e| match e {
-                EngineError::TooLarge(msg) => Rejection::TooLarge(msg),
-                other => Rejection::Decode(format!("compressed image ({}): {other}", m.format)),
-            }),
         }
     }
 }

@@ -3,8 +3,8 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::error::EngineError;
-use crate::scheduler::SchedulerError;
+use crate::engine::error::EngineError;
+use crate::service::ServiceError;
 
 /// Every way an HTTP request can fail.
 #[derive(Debug, thiserror::Error)]
@@ -34,13 +34,14 @@ pub enum ApiError {
     Internal(String),
 }
 
-impl From<SchedulerError> for ApiError {
-    fn from(e: SchedulerError) -> Self {
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
         match e {
-            SchedulerError::Overloaded => ApiError::Overloaded { retry_after_s: 1 },
-            SchedulerError::Stopped => ApiError::Unavailable(e.to_string()),
-            SchedulerError::Timeout(m) => ApiError::Timeout(m),
-            SchedulerError::Inference(_) => ApiError::Internal(e.to_string()),
+            ServiceError::Engine(e) => ApiError::Engine(e),
+            ServiceError::Overloaded { retry_after_s } => ApiError::Overloaded { retry_after_s },
+            ServiceError::Stopped => ApiError::Unavailable(e.to_string()),
+            ServiceError::Timeout(m) => ApiError::Timeout(m),
+            ServiceError::Inference(_) => ApiError::Internal(e.to_string()),
         }
     }
 }

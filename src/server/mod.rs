@@ -1,12 +1,13 @@
-//! `dosod serve`: the HTTP API. Routes are thin adapters over the engine, the inference
-//! scheduler and the vocabulary store; errors are mapped to statuses in `error.rs` only.
+//! `dosod serve`: the HTTP API. Routes are thin adapters over the service (one detection path),
+//! the vocabulary store and the stream manager; errors map to statuses in `error.rs` only.
 
-pub mod error;
-pub mod input;
-pub mod openapi;
-pub mod routes;
-pub mod streams;
-mod web;
+pub(crate) mod config;
+pub(crate) mod error;
+pub(crate) mod input;
+pub(crate) mod openapi;
+mod page;
+pub(crate) mod routes;
+pub(crate) mod types;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,55 +20,40 @@ use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio::sync::Semaphore;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::config::ServerSettings;
-use crate::engine::Engine;
-use crate::metrics::Metrics;
-use crate::scheduler::Scheduler;
-use crate::vocab::Vocabulary;
-use crate::vocab_store::VocabStore;
+use crate::engine::Vocabulary;
+use crate::service::Service;
+use crate::vocab::store::VocabRequest;
+use config::ServerSettings;
 use error::{ApiError, FailureReason};
+use routes::{detect, operations, streams, vocabularies};
 
 /// What every handler shares.
-pub struct AppState {
-    pub engine: Arc<Engine>,
-    pub store: Arc<VocabStore>,
-    pub scheduler: Scheduler,
-    pub metrics: Arc<Metrics>,
+pub(crate) struct AppState {
+    pub service: Arc<Service>,
     pub settings: ServerSettings,
-    /// Used when a request names no vocabulary and `default_vocabulary` is empty.
+    /// Used when a request names no vocabulary (warm-up, `/v1/info`).
     pub default_vocab: Arc<Vocabulary>,
     pub ready: AtomicBool,
-    pub decode_slots: Semaphore,
     /// The cameras, when `[[streams]]` are configured (set once, after start-up).
     pub streams: std::sync::OnceLock<Arc<crate::stream::StreamManager>>,
 }
 
 impl AppState {
-    /// Starts the inference worker and resolves the default vocabulary.
-    pub fn new(store: Arc<VocabStore>, settings: ServerSettings) -> anyhow::Result<Arc<AppState>> {
-        let engine = store.engine().clone();
-        let metrics = Arc::new(Metrics::new());
-        let default_vocab = store.choose("", &settings.default_vocabulary)?;
-        let scheduler = Scheduler::start(engine.clone(), settings.batch_policy(), metrics.clone());
-        let slots = match settings.decode_concurrency {
-            0 => 2 * crate::runtime::physical_cores(),
-            n => n,
-        };
+    /// The HTTP frontend over the service; resolves the default vocabulary.
+    pub fn new(service: Arc<Service>, settings: ServerSettings) -> anyhow::Result<Arc<AppState>> {
+        let default_vocab = service
+            .store
+            .select(&VocabRequest::default(), &settings.default_vocabulary)?;
         Ok(Arc::new(AppState {
-            engine,
-            store,
-            scheduler,
-            metrics,
+            service,
             default_vocab,
             ready: AtomicBool::new(false),
-            decode_slots: Semaphore::new(slots),
             streams: std::sync::OnceLock::new(),
             settings,
         }))
@@ -78,16 +64,16 @@ impl AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     let s = &state.settings;
     let api = Router::new()
-        .route("/v1/detect", post(routes::detect))
-        .route("/v1/detect/batch", post(routes::detect_batch))
-        .route("/v1/vocabularies", get(routes::list_vocabularies))
+        .route("/v1/detect", post(detect::detect))
+        .route("/v1/detect/batch", post(detect::detect_batch))
+        .route("/v1/vocabularies", get(vocabularies::list_vocabularies))
         .route(
             "/v1/vocabularies/{name}",
-            get(routes::get_vocabulary)
-                .put(routes::put_vocabulary)
-                .delete(routes::delete_vocabulary),
+            get(vocabularies::get_vocabulary)
+                .put(vocabularies::put_vocabulary)
+                .delete(vocabularies::delete_vocabulary),
         )
-        .route("/v1/info", get(routes::info))
+        .route("/v1/info", get(operations::info))
         .route("/v1/streams", get(streams::list))
         .route("/v1/streams/{name}", get(streams::get))
         .route(
@@ -102,18 +88,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     let open = Router::new()
         // DeepStack clients send the key as a form field: the handler checks it.
-        .route("/v1/vision/detection", post(routes::deepstack))
-        .route("/health/live", get(routes::live))
-        .route("/health/ready", get(routes::ready))
-        .route("/metrics", get(routes::metrics))
-        .merge(web::routes())
+        .route("/v1/vision/detection", post(routes::deepstack::deepstack))
+        .route("/health/live", get(operations::live))
+        .route("/health/ready", get(operations::ready))
+        .route("/metrics", get(operations::metrics))
+        .merge(page::routes())
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url(
             "/api-doc/openapi.json",
             <openapi::ApiDoc as utoipa::OpenApi>::openapi(),
         ));
     let mut app = api
         .merge(open)
-        .fallback(routes::not_found)
+        .fallback(operations::not_found)
         .layer(DefaultBodyLimit::max(s.max_body_bytes))
         .layer(middleware::map_response(close_after_refused_body))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -222,12 +208,18 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
     };
     let status = resp.status();
     state
+        .service
         .metrics
         .requests
         .with_label_values(&[route.as_str(), status.as_str()])
         .inc();
     if let Some(FailureReason(reason)) = resp.extensions().get::<FailureReason>() {
-        state.metrics.failures.with_label_values(&[reason]).inc();
+        state
+            .service
+            .metrics
+            .failures
+            .with_label_values(&[reason])
+            .inc();
     }
     resp
 }
@@ -245,9 +237,9 @@ pub async fn serve(state: Arc<AppState>) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     // A forward pass before we call ourselves ready.
     let warm = state.clone();
-    tokio::task::spawn_blocking(move || warm.engine.warm_up(&warm.default_vocab)).await??;
+    tokio::task::spawn_blocking(move || warm.service.engine.warm_up(&warm.default_vocab)).await??;
     state.ready.store(true, Ordering::Release);
-    tracing::info!(%local, model = %state.engine.manifest().model.name, "dosod serving");
+    tracing::info!(%local, model = %state.service.engine.manifest().model.name, "dosod serving");
     // The line tests and scripts wait for.
     println!("listening on http://{local}");
 

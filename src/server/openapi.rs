@@ -4,12 +4,15 @@
 #![allow(dead_code)]
 
 use serde::Serialize;
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa::{OpenApi, ToSchema};
 
-use super::routes;
-use crate::engine::Detection;
-use crate::vocab_spec::{ClassSpec, VocabSpec};
-use crate::vocab_store::VocabSummary;
+use super::routes::{deepstack, detect, operations, streams, vocabularies};
+use super::types::{
+    BatchItem, DetectResponse, DetectionSchema, ImageSize, TimingsSchema, VocabRef,
+};
+use crate::service::options::DetectOptions;
+use crate::vocab::spec::{ClassSpec, Classes, VocabSpec};
+use crate::vocab::store::VocabSummary;
 
 /// Every error body.
 #[derive(Serialize, ToSchema)]
@@ -19,41 +22,18 @@ pub struct ErrorBody {
     pub error_type: String,
 }
 
-/// The multipart form of the detection routes.
+/// The multipart form of the detection routes: the image(s) and the detect options.
 #[derive(ToSchema)]
 pub struct DetectForm {
     #[schema(format = Binary, value_type = String)]
     pub image: Vec<u8>,
-    /// `,` between classes, `|` between synonyms: `person, dog|puppy`.
-    pub classes: Option<String>,
-    /// Prompt template with one `{}`.
-    pub template: Option<String>,
-    /// A named or built-in vocabulary.
-    pub vocabulary: Option<String>,
-    pub score_threshold: Option<f32>,
-    pub iou_threshold: Option<f32>,
-    pub max_detections: Option<u32>,
-    pub multi_label: Option<bool>,
-}
-
-/// The same options as query parameters (for raw `image/*` bodies).
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct DetectQuery {
-    pub classes: Option<String>,
-    pub template: Option<String>,
-    pub vocabulary: Option<String>,
-    pub score_threshold: Option<f32>,
-    pub iou_threshold: Option<f32>,
-    pub max_detections: Option<u32>,
-    pub multi_label: Option<bool>,
-    /// Answer with the annotated JPEG instead of JSON.
-    pub annotate: Option<bool>,
+    #[serde(flatten)]
+    pub options: DetectOptions,
 }
 
 #[derive(ToSchema)]
 pub struct BatchResponse {
-    pub results: Vec<routes::BatchItem>,
+    pub results: Vec<BatchItem>,
 }
 
 #[derive(ToSchema)]
@@ -110,40 +90,41 @@ pub struct Status {
 #[openapi(
     info(title = "dosod", description = "Real-time open-set object detection (DOSOD): boxes for any words, vocabularies swapped at run time."),
     paths(
-        routes::detect,
-        routes::detect_batch,
-        routes::deepstack,
-        routes::list_vocabularies,
-        routes::get_vocabulary,
-        routes::put_vocabulary,
-        routes::delete_vocabulary,
-        routes::info,
-        routes::live,
-        routes::ready,
-        routes::metrics,
-        super::streams::list,
-        super::streams::get,
-        super::streams::put_vocabulary,
-        super::streams::enable,
-        super::streams::disable,
-        super::streams::events,
-        super::streams::mjpeg,
-        super::streams::snapshot,
+        detect::detect,
+        detect::detect_batch,
+        deepstack::deepstack,
+        vocabularies::list_vocabularies,
+        vocabularies::get_vocabulary,
+        vocabularies::put_vocabulary,
+        vocabularies::delete_vocabulary,
+        operations::info,
+        operations::live,
+        operations::ready,
+        operations::metrics,
+        streams::list,
+        streams::get,
+        streams::put_vocabulary,
+        streams::enable,
+        streams::disable,
+        streams::events,
+        streams::mjpeg,
+        streams::snapshot,
     ),
     components(schemas(
-        Detection,
+        DetectionSchema,
         VocabSpec,
         ClassSpec,
         VocabSummary,
         ErrorBody,
-        routes::DetectResponse,
-        routes::StageTimings,
-        routes::ImageSize,
-        routes::VocabRef,
+        DetectResponse,
+        TimingsSchema,
+        ImageSize,
+        VocabRef,
+        DetectOptions,
         crate::stream::StreamStatus,
-        super::streams::StreamVocabulary,
-        super::input::ClassesField,
-        super::streams::StreamList,
+        streams::StreamVocabulary,
+        Classes,
+        streams::StreamList,
     )),
     modifiers(&Security)
 )]

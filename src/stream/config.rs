@@ -104,12 +104,9 @@ impl StreamConfig {
         if !(16..=8192).contains(&self.detect_width) {
             return Err(format!("streams `{name}`: detect_width must be 16..8192"));
         }
-        if let Some(t) = self.score_threshold
-            && !(0.0..=1.0).contains(&t)
-        {
-            return Err(format!(
-                "streams `{name}`: score_threshold must be in [0, 1]"
-            ));
+        if let Some(t) = self.score_threshold {
+            crate::engine::postprocess::check_unit("score_threshold", t)
+                .map_err(|e| format!("streams `{name}`: {e}"))?;
         }
         Ok(())
     }

@@ -1,10 +1,10 @@
 //! The camera stream daemon: per camera a supervised source, newest-frame detection through the
 //! shared scheduler, tracking, and outputs (MQTT, SSE, MJPEG) — the engine itself is untouched.
 
-pub mod config;
-pub mod mqtt;
-pub mod source;
-pub mod tracker;
+pub(crate) mod config;
+pub(crate) mod mqtt;
+pub(crate) mod source;
+pub(crate) mod tracker;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,21 +14,17 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use image::RgbImage;
 use serde::Serialize;
-use tokio::sync::{broadcast, oneshot, watch};
+use tokio::sync::{broadcast, watch};
 
-use crate::engine::{Detection, Engine};
-use crate::metrics::Metrics;
-use crate::postprocess::DetectParams;
-use crate::scheduler::{Job, Scheduler, SchedulerError};
-use crate::vocab::Vocabulary;
-use crate::vocab_store::VocabStore;
+use crate::engine::postprocess::DetectParams;
+use crate::engine::{Detection, Vocabulary};
+use crate::service::{Frame as ServiceFrame, Service};
+use crate::vocab::store::VocabRequest;
 use config::StreamConfig;
 use mqtt::{MqttPublisher, topic_level};
 use source::{Frame, FrameSlot, RunningSource};
 use tracker::{Event, Tracker, TrackerParams};
 
-/// How long a frame may wait for the inference worker before it is dropped.
-const FRAME_DEADLINE: Duration = Duration::from_secs(5);
 /// The worker loop's longest sleep (how fast it sees state changes and shutdown).
 const TICK: Duration = Duration::from_millis(100);
 
@@ -43,8 +39,6 @@ pub enum StreamMessage {
 pub struct Processed {
     pub image: Arc<RgbImage>,
     pub detections: Vec<Detection>,
-    pub frame_time: f64,
-    pub frame_index: u64,
     /// The annotated JPEG, encoded by the first viewer and shared by the others.
     pub jpeg: std::sync::OnceLock<Vec<u8>>,
 }
@@ -179,9 +173,7 @@ pub struct StreamManager {
 /// What the workers share.
 #[derive(Clone)]
 pub struct StreamContext {
-    pub engine: Arc<Engine>,
-    pub scheduler: Scheduler,
-    pub metrics: Arc<Metrics>,
+    pub service: Arc<Service>,
     pub mqtt: Option<Arc<MqttPublisher>>,
 }
 
@@ -189,18 +181,22 @@ impl StreamManager {
     /// Resolves each stream's vocabulary and starts one worker thread per camera.
     pub fn start(
         configs: &[StreamConfig],
-        store: &VocabStore,
         ctx: StreamContext,
     ) -> anyhow::Result<Arc<StreamManager>> {
         let mut streams = Vec::new();
         for cfg in configs {
-            let vocab = store
-                .choose(&cfg.classes, &cfg.vocabulary)
+            let request = VocabRequest::from_settings(&cfg.classes, &cfg.vocabulary);
+            let vocab = ctx
+                .service
+                .store
+                .select(&request, "")
                 .map_err(|e| anyhow::anyhow!("stream {}: vocabulary: {e}", cfg.name))?;
-            let params =
-                ctx.engine
-                    .default_params()
-                    .overridden(cfg.score_threshold, None, None, None)?;
+            let params = ctx.service.engine.default_params().overridden(
+                cfg.score_threshold,
+                None,
+                None,
+                None,
+            )?;
             let (messages, _) = broadcast::channel(256);
             let (latest, _) = watch::channel(None);
             streams.push(Arc::new(Stream {
@@ -433,6 +429,7 @@ impl Worker {
         let restarts = self.restarts;
         self.stream.update_status(|s| s.restarts = restarts);
         self.ctx
+            .service
             .metrics
             .stream_restarts
             .with_label_values(&[self.name()])
@@ -454,6 +451,7 @@ impl Worker {
             s.objects.clear();
         });
         self.ctx
+            .service
             .metrics
             .stream_up
             .with_label_values(&[self.name()])
@@ -518,11 +516,13 @@ impl Worker {
             s.objects = objects;
         });
         self.ctx
+            .service
             .metrics
             .stream_latency
             .with_label_values(&[self.name()])
             .observe(latency_ms / 1e3);
         self.ctx
+            .service
             .metrics
             .stream_up
             .with_label_values(&[self.name()])
@@ -530,43 +530,27 @@ impl Worker {
         self.stream.latest.send_replace(Some(Arc::new(Processed {
             image: frame.image,
             detections,
-            frame_time: frame.time,
-            frame_index: frame.index,
             jpeg: std::sync::OnceLock::new(),
         })));
     }
 
-    /// The frame through the shared pipeline: letterbox here, inference and post-processing
-    /// in the scheduler (batched with other cameras and HTTP requests of the same vocabulary).
+    /// The frame through the service's one detection path (batched with other cameras, ROS 2
+    /// frames and HTTP requests of the same vocabulary).
     fn detect(
         &self,
         frame: &Frame,
         vocab: &Arc<Vocabulary>,
         params: DetectParams,
     ) -> Result<Vec<Detection>, String> {
-        let prepared = self
-            .ctx
-            .engine
-            .prepare(&frame.image)
-            .map_err(|e| e.to_string())?;
-        let (tx, rx) = oneshot::channel();
-        let now = Instant::now();
         self.ctx
-            .scheduler
-            .submit(Job {
-                prepared,
-                vocab: vocab.clone(),
+            .service
+            .detect_blocking(
+                ServiceFrame::Pixels(frame.image.clone()),
+                vocab.clone(),
                 params,
-                enqueued: now,
-                deadline: now + FRAME_DEADLINE,
-                reply: tx,
-            })
-            .map_err(|e| e.to_string())?;
-        match rx.blocking_recv() {
-            Ok(Ok(out)) => Ok(out.detections),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(SchedulerError::Stopped.to_string()),
-        }
+            )
+            .map(|d| d.detections)
+            .map_err(|e| e.to_string())
     }
 
     fn publish_events(&self, events: &[Event]) {
@@ -649,7 +633,7 @@ impl Worker {
             s.fps = rproc;
             s.skipped_fps = rskip;
         });
-        let m = &self.ctx.metrics;
+        let m = &self.ctx.service.metrics;
         let name = self.stream.config.name.as_str();
         for (kind, fps, total) in [
             ("received", rin, received),

@@ -4,12 +4,13 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use image::RgbImage;
 
 use super::config::StreamConfig;
+use crate::service::mailbox::Mailbox;
 
 /// One decoded frame.
 #[derive(Clone)]
@@ -32,21 +33,15 @@ pub fn now_epoch() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The newest frame of a camera, shared by its reader and its detector.
+/// The camera's newest-frame mailbox, with its counters.
 #[derive(Default)]
 pub struct FrameSlot {
-    state: Mutex<SlotState>,
-    ready: Condvar,
+    mailbox: Mailbox<Frame>,
+    last_received: Mutex<Option<Instant>>,
     /// Frames read from the decoder.
     pub received: AtomicU64,
     /// Frames overwritten before the detector took them.
     pub skipped: AtomicU64,
-}
-
-#[derive(Default)]
-struct SlotState {
-    frame: Option<Frame>,
-    last_received: Option<Instant>,
 }
 
 impl FrameSlot {
@@ -54,50 +49,38 @@ impl FrameSlot {
     pub fn put(&self, image: RgbImage) {
         let index = self.received.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
+        *self.last_received.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
         let frame = Frame {
             image: Arc::new(image),
             time: now_epoch(),
             index,
             received: now,
         };
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if s.frame.replace(frame).is_some() {
+        if self.mailbox.put(frame).is_some() {
             self.skipped.fetch_add(1, Ordering::Relaxed);
         }
-        s.last_received = Some(now);
-        drop(s);
-        self.ready.notify_all();
     }
 
     /// Takes the newest frame, waiting up to `timeout` for one.
     pub fn take(&self, timeout: Duration) -> Option<Frame> {
-        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (mut s, _) = self
-            .ready
-            .wait_timeout_while(s, timeout, |s| s.frame.is_none())
-            .unwrap_or_else(|p| p.into_inner());
-        s.frame.take()
+        self.mailbox.take(timeout)
     }
 
     /// Drops a waiting frame (counted as skipped): the fps cap or a disabled camera.
     pub fn discard(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if s.frame.take().is_some() {
+        if self.mailbox.discard() {
             self.skipped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// When the decoder last delivered a frame.
     pub fn last_received(&self) -> Option<Instant> {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .last_received
+        *self.last_received.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Wakes a waiting `take` (used on shutdown and state changes).
     pub fn wake(&self) {
-        self.ready.notify_all();
+        self.mailbox.wake();
     }
 }
 

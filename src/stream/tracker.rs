@@ -15,7 +15,7 @@
 use serde::Serialize;
 
 use crate::engine::Detection;
-use crate::postprocess::iou;
+use crate::engine::postprocess::iou;
 
 #[derive(Debug, Clone, Copy)]
 pub struct TrackerParams {

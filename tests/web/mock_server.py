@@ -1,6 +1,6 @@
 """Mock of the `dosod serve` HTTP API for developing and testing the web page without a model.
 
-Owns: serving src/web (`/`, `/app.js`, `/style.css`) and fake `POST /v1/detect`,
+Owns: serving src/server/page (`/`, `/app.js`, `/style.css`) and fake `POST /v1/detect`,
 `GET /v1/vocabularies` and `GET /v1/info` responses with the real server's JSON shapes.
 Detections are deterministic (seeded by class name and image size) and spread over a range of
 scores, so the page's client-side score filter has something to filter. Errors use the real
@@ -32,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-WEB_DIR = Path(__file__).resolve().parents[2] / "src" / "web"
+WEB_DIR = Path(__file__).resolve().parents[2] / "src" / "server" / "page"
 STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/index.html": ("index.html", "text/html; charset=utf-8"),

@@ -1,0 +1,1 @@
+"""The demo model: emoji classes, synthetic emoji scenes and the DOSOD-N training run."""

@@ -1,0 +1,1 @@
+"""Independent Python references the Rust tests compare against (ONNX Runtime, pycocotools)."""

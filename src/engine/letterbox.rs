@@ -1,0 +1,277 @@
+//! Letterbox: keep-ratio resize and padding into the model's input tensor, and its inverse for boxes.
+
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use half::f16;
+use image::RgbImage;
+
+use crate::engine::bundle::{InputSpec, Interpolation, PadPosition};
+use crate::engine::error::{EngineError, Result};
+
+/// The geometry of one letterbox: how an image of `src_w × src_h` sits inside the input tensor.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Letterbox {
+    pub src_w: u32,
+    pub src_h: u32,
+    /// Size after the keep-ratio resize.
+    pub new_w: u32,
+    pub new_h: u32,
+    /// Padding on the left and top, in tensor pixels.
+    pub left: u32,
+    pub top: u32,
+    /// The resize ratio `r = min(W / w, H / h)`.
+    pub scale: f64,
+}
+
+impl Letterbox {
+    /// The geometry for an image, exactly as `docs/model-bundle.md` specifies (mmyolo's
+    /// keep-ratio resize rounds half up; the odd padding pixel goes to the bottom / right).
+    pub fn new(spec: &InputSpec, src_w: u32, src_h: u32) -> Letterbox {
+        let (tw, th) = (spec.width, spec.height);
+        let scale = (f64::from(tw) / f64::from(src_w)).min(f64::from(th) / f64::from(src_h));
+        let round = |v: u32| ((f64::from(v) * scale + 0.5).floor() as u32).max(1);
+        let new_w = round(src_w).min(tw);
+        let new_h = round(src_h).min(th);
+        let (pad_w, pad_h) = (tw - new_w, th - new_h);
+        let (left, top) = match spec.pad_position {
+            PadPosition::Center => (pad_w / 2, pad_h / 2),
+            PadPosition::TopLeft => (0, 0),
+        };
+        Letterbox {
+            src_w,
+            src_h,
+            new_w,
+            new_h,
+            left,
+            top,
+            scale,
+        }
+    }
+
+    /// Maps a box from input-tensor pixels back to the original image and clips it.
+    pub fn to_image(&self, b: [f32; 4]) -> [f32; 4] {
+        let (l, t, s) = (f64::from(self.left), f64::from(self.top), self.scale);
+        let (w, h) = (f64::from(self.src_w), f64::from(self.src_h));
+        let x = |v: f32| ((f64::from(v) - l) / s).clamp(0.0, w) as f32;
+        let y = |v: f32| ((f64::from(v) - t) / s).clamp(0.0, h) as f32;
+        [x(b[0]), y(b[1]), x(b[2]), y(b[3])]
+    }
+
+    /// Maps a box from the original image into input-tensor pixels (the forward direction).
+    pub fn to_tensor(&self, b: [f32; 4]) -> [f32; 4] {
+        let (l, t, s) = (f64::from(self.left), f64::from(self.top), self.scale);
+        let x = |v: f32| (f64::from(v) * s + l) as f32;
+        let y = |v: f32| (f64::from(v) * s + t) as f32;
+        [x(b[0]), y(b[1]), x(b[2]), y(b[3])]
+    }
+}
+
+/// A tensor element the engine can write: the dtype the session reports decides which.
+pub trait Element: Copy + Default + Send + Sync + 'static {
+    fn from_f32(v: f32) -> Self;
+    fn to_f32(self) -> f32;
+}
+
+impl Element for f32 {
+    #[inline]
+    fn from_f32(v: f32) -> Self {
+        v
+    }
+    #[inline]
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+
+impl Element for f16 {
+    #[inline]
+    fn from_f32(v: f32) -> Self {
+        f16::from_f32(v)
+    }
+    #[inline]
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+}
+
+/// Resizes and pads one image into a `[3, H, W]` plane buffer (RGB, value / 255).
+pub fn letterbox_into<T: Element>(
+    img: &RgbImage,
+    spec: &InputSpec,
+    out: &mut [T],
+) -> Result<Letterbox> {
+    let (tw, th) = (spec.width as usize, spec.height as usize);
+    let plane = tw * th;
+    assert_eq!(out.len(), 3 * plane, "output buffer must be 3*H*W");
+    let lb = Letterbox::new(spec, img.width(), img.height());
+    let lut: [T; 256] = std::array::from_fn(|v| T::from_f32(v as f32 / 255.0));
+    let pad = lut[spec.pad_value as usize];
+
+    let resized;
+    let pixels: &[u8] = if (lb.new_w, lb.new_h) == img.dimensions() {
+        img.as_raw()
+    } else {
+        resized = resize(img, lb.new_w, lb.new_h, lb.scale, spec.interpolation)?;
+        &resized
+    };
+
+    let (nw, nh) = (lb.new_w as usize, lb.new_h as usize);
+    let (left, top) = (lb.left as usize, lb.top as usize);
+    let (r_plane, rest) = out.split_at_mut(plane);
+    let (g_plane, b_plane) = rest.split_at_mut(plane);
+    for y in 0..th {
+        let row = y * tw..(y + 1) * tw;
+        let (r_row, g_row, b_row) = (
+            &mut r_plane[row.clone()],
+            &mut g_plane[row.clone()],
+            &mut b_plane[row],
+        );
+        if y < top || y >= top + nh {
+            r_row.fill(pad);
+            g_row.fill(pad);
+            b_row.fill(pad);
+            continue;
+        }
+        for dst in [&mut *r_row, &mut *g_row, &mut *b_row] {
+            dst[..left].fill(pad);
+            dst[left + nw..].fill(pad);
+        }
+        let src = &pixels[(y - top) * nw * 3..(y - top + 1) * nw * 3];
+        let (r_dst, g_dst, b_dst) = (
+            &mut r_row[left..left + nw],
+            &mut g_row[left..left + nw],
+            &mut b_row[left..left + nw],
+        );
+        for (i, px) in src.chunks_exact(3).enumerate() {
+            r_dst[i] = lut[px[0] as usize];
+            g_dst[i] = lut[px[1] as usize];
+            b_dst[i] = lut[px[2] as usize];
+        }
+    }
+    Ok(lb)
+}
+
+fn resize(
+    img: &RgbImage,
+    new_w: u32,
+    new_h: u32,
+    scale: f64,
+    interpolation: Interpolation,
+) -> Result<Vec<u8>> {
+    let filter = match interpolation {
+        Interpolation::Area => FilterType::Box,
+        Interpolation::Bilinear => FilterType::Bilinear,
+        Interpolation::Auto if scale < 1.0 => FilterType::Box,
+        Interpolation::Auto => FilterType::Bilinear,
+    };
+    let src = ImageRef::new(img.width(), img.height(), img.as_raw(), PixelType::U8x3)
+        .map_err(|e| EngineError::Decode(format!("image buffer: {e}")))?;
+    let mut dst = Image::new(new_w, new_h, PixelType::U8x3);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(filter));
+    Resizer::new()
+        .resize(&src, &mut dst, &options)
+        .map_err(|e| EngineError::Decode(format!("resize: {e}")))?;
+    Ok(dst.into_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(w: u32, h: u32) -> InputSpec {
+        InputSpec {
+            width: w,
+            height: h,
+            resize: "keep_ratio".into(),
+            interpolation: Interpolation::Auto,
+            pad_value: 114,
+            pad_position: PadPosition::Center,
+            strides: vec![8, 16, 32],
+            anchors: None,
+        }
+    }
+
+    #[test]
+    fn geometry_matches_mmyolo() {
+        // 1280x720 -> 640x360, 140 rows above and below.
+        let lb = Letterbox::new(&spec(640, 640), 1280, 720);
+        assert_eq!((lb.new_w, lb.new_h, lb.left, lb.top), (640, 360, 0, 140));
+        // 810x1080 -> 480x640, 80 columns each side.
+        let lb = Letterbox::new(&spec(640, 640), 810, 1080);
+        assert_eq!((lb.new_w, lb.new_h, lb.left, lb.top), (480, 640, 80, 0));
+        // odd padding: the extra pixel goes to the bottom.
+        let lb = Letterbox::new(&spec(640, 640), 640, 427);
+        assert_eq!((lb.new_h, lb.top), (427, 106));
+        assert_eq!(640 - 427 - lb.top, 107);
+        // rounding half up like mmcv's imrescale: 3000x40 -> 640 x 8.53 -> 9
+        let lb = Letterbox::new(&spec(640, 640), 3000, 40);
+        assert_eq!((lb.new_w, lb.new_h), (640, 9));
+        // a 1x1 image is enlarged to the whole input
+        let lb = Letterbox::new(&spec(640, 640), 1, 1);
+        assert_eq!((lb.new_w, lb.new_h, lb.left, lb.top), (640, 640, 0, 0));
+    }
+
+    #[test]
+    fn round_trip_within_half_a_pixel() {
+        let sizes = [
+            (1280, 720),
+            (720, 1280),
+            (641, 479),
+            (333, 999),
+            (1, 1),
+            (3000, 40),
+            (40, 3000),
+            (639, 641),
+            (1919, 1081),
+        ];
+        for (tw, th) in [(640, 640), (320, 320), (512, 384)] {
+            for &(w, h) in &sizes {
+                let lb = Letterbox::new(&spec(tw, th), w, h);
+                let b = [0.3 * w as f32, 0.1 * h as f32, 0.9 * w as f32, h as f32];
+                let back = lb.to_image(lb.to_tensor(b));
+                for i in 0..4 {
+                    assert!(
+                        (back[i] - b[i]).abs() <= 0.5,
+                        "{w}x{h} into {tw}x{th}: {b:?} -> {back:?}"
+                    );
+                }
+                // The forward map puts the image corners on the resized area.
+                let corners = lb.to_tensor([0.0, 0.0, w as f32, h as f32]);
+                assert!((corners[0] - lb.left as f32).abs() < 1e-3);
+                assert!((corners[2] - (lb.left + lb.new_w) as f32).abs() <= 0.5 + 1e-3);
+                assert!((corners[3] - (lb.top + lb.new_h) as f32).abs() <= 0.5 + 1e-3);
+            }
+        }
+    }
+
+    #[test]
+    fn inverse_clips_to_the_image() {
+        let lb = Letterbox::new(&spec(640, 640), 1280, 720);
+        assert_eq!(
+            lb.to_image([-10.0, 0.0, 700.0, 640.0]),
+            [0.0, 0.0, 1280.0, 720.0]
+        );
+    }
+
+    #[test]
+    fn packs_planes_with_padding() {
+        let mut img = RgbImage::new(4, 2);
+        for (x, _, p) in img.enumerate_pixels_mut() {
+            *p = image::Rgb([255, 0, (x * 50) as u8]);
+        }
+        let s = spec(4, 4);
+        let mut out = vec![0f32; 3 * 16];
+        let lb = letterbox_into(&img, &s, &mut out).unwrap();
+        assert_eq!((lb.top, lb.new_h), (1, 2));
+        let pad = 114.0 / 255.0;
+        assert_eq!(out[0], pad); // R plane, row 0 is padding
+        assert_eq!(out[4], 1.0); // R plane, row 1 is the image
+        assert_eq!(out[16 + 4], 0.0); // G plane
+        assert_eq!(out[32 + 4 + 3], 150.0 / 255.0); // B plane, x = 3
+        assert_eq!(out[32 + 12], pad); // B plane, last row is padding
+
+        let mut half_out = vec![f16::ZERO; 3 * 16];
+        letterbox_into(&img, &s, &mut half_out).unwrap();
+        assert_eq!(half_out[4].to_f32(), 1.0);
+    }
+}

@@ -1,0 +1,3 @@
+//! Evaluation: COCO-style AP / AR of detections against ground truth (`dosod eval`).
+
+pub(crate) mod coco;

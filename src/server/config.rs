@@ -1,0 +1,25 @@
+//! `[server]`: the HTTP API's listener, limits, keys and defaults.
+
+section! {
+    /// `[server]`: the HTTP API.
+    pub(crate) struct ServerSettings, flags ServerArgs (global = false) {
+        host: String = "127.0.0.1".into() => "host", "DOSOD_HOST";
+        port: u16 = 8080 => "port", "DOSOD_PORT";
+        /// Largest request body (413 above).
+        max_body_bytes: usize = 20 << 20 => "max-body-bytes", "DOSOD_MAX_BODY_BYTES";
+        /// The whole request must finish within this, else 503.
+        request_timeout_ms: u64 = 30_000 => "request-timeout-ms", "DOSOD_REQUEST_TIMEOUT_MS";
+        /// Async threads serving HTTP (0: half the physical cores, at least one).
+        http_threads: usize = 0 => "http-threads", "DOSOD_HTTP_THREADS";
+        /// Required on every route but health, metrics and the page's assets; empty: none.
+        api_key: String = String::new() => "api-key", "DOSOD_API_KEY", hide_env_values = true;
+        /// Origins allowed by CORS, comma-separated; empty: CORS off; `*`: any.
+        cors_origins: Vec<String> = Vec::new() => "cors-origins", "DOSOD_CORS_ORIGINS", value_delimiter = ',';
+        /// The vocabulary used when a request names none; empty: the bundle's default.
+        default_vocabulary: String = String::new() => "default-vocabulary", "DOSOD_DEFAULT_VOCABULARY";
+        /// The vocabulary of the DeepStack-compatible route; empty: the default one.
+        deepstack_vocabulary: String = String::new() => "deepstack-vocabulary", "DOSOD_DEEPSTACK_VOCABULARY";
+        /// On SIGTERM / Ctrl-C, in-flight requests get this long to finish.
+        shutdown_grace_ms: u64 = 10_000 => "shutdown-grace-ms", "DOSOD_SHUTDOWN_GRACE_MS";
+    }
+}

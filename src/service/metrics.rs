@@ -1,0 +1,190 @@
+//! Prometheus metrics: requests, failures by reason, queue depth, stage and batch histograms, streams.
+
+use prometheus::{
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::vocab::store::CacheStats;
+
+/// Every metric the server exports.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub failures: IntCounterVec,
+    pub queue_depth: IntGauge,
+    pub stages: HistogramVec,
+    pub batch_size: Histogram,
+    vocab_cache: IntGauge,
+    vocab_hits: IntGauge,
+    vocab_misses: IntGauge,
+    /// Per camera: 1 while frames arrive, else 0.
+    pub stream_up: IntGaugeVec,
+    /// Per camera and `kind` (received, processed, skipped): frames per second.
+    pub stream_fps: GaugeVec,
+    /// Per camera and `kind` (received, processed, skipped): frames since start.
+    pub stream_frames: IntGaugeVec,
+    pub stream_restarts: IntGaugeVec,
+    /// Frame read to detections published.
+    pub stream_latency: HistogramVec,
+    pub mqtt_connected: IntGauge,
+    pub mqtt_published: IntGauge,
+    pub mqtt_dropped: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("dosod".into()), None).expect("registry");
+        let requests = IntCounterVec::new(
+            Opts::new("requests_total", "HTTP requests by route and status"),
+            &["route", "status"],
+        )
+        .expect("metric");
+        let failures = IntCounterVec::new(
+            Opts::new(
+                "failures_total",
+                "failed requests by reason (validation, decode, overloaded, timeout, inference...)",
+            ),
+            &["reason"],
+        )
+        .expect("metric");
+        let queue_depth = IntGauge::new("queue_depth", "images waiting for the inference worker")
+            .expect("metric");
+        let stages = HistogramVec::new(
+            HistogramOpts::new("stage_seconds", "time per pipeline stage and image").buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["stage"],
+        )
+        .expect("metric");
+        let batch_size = Histogram::with_opts(
+            HistogramOpts::new("batch_size", "images per forward pass")
+                .buckets(vec![1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0]),
+        )
+        .expect("metric");
+        let vocab_cache =
+            IntGauge::new("vocab_cache_entries", "phrases in the text-embedding cache")
+                .expect("metric");
+        let vocab_hits = IntGauge::new(
+            "vocab_cache_hits_total",
+            "phrase look-ups answered by the text-embedding cache",
+        )
+        .expect("metric");
+        let vocab_misses = IntGauge::new(
+            "vocab_cache_misses_total",
+            "phrase look-ups that needed the text encoder",
+        )
+        .expect("metric");
+        let stream_up = IntGaugeVec::new(
+            Opts::new("stream_up", "1 while the camera delivers frames"),
+            &["stream"],
+        )
+        .expect("metric");
+        let stream_fps = GaugeVec::new(
+            Opts::new(
+                "stream_fps",
+                "frames per second received, processed and skipped",
+            ),
+            &["stream", "kind"],
+        )
+        .expect("metric");
+        let stream_frames = IntGaugeVec::new(
+            Opts::new(
+                "stream_frames_total",
+                "frames received, processed and skipped",
+            ),
+            &["stream", "kind"],
+        )
+        .expect("metric");
+        let stream_restarts = IntGaugeVec::new(
+            Opts::new(
+                "stream_restarts_total",
+                "source restarts (errors, watchdog)",
+            ),
+            &["stream"],
+        )
+        .expect("metric");
+        let stream_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "stream_latency_seconds",
+                "frame read to detections published",
+            )
+            .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            &["stream"],
+        )
+        .expect("metric");
+        let mqtt_connected =
+            IntGauge::new("mqtt_connected", "1 while connected to the broker").expect("metric");
+        let mqtt_published =
+            IntGauge::new("mqtt_published_total", "MQTT messages sent").expect("metric");
+        let mqtt_dropped = IntGauge::new(
+            "mqtt_dropped_total",
+            "MQTT messages dropped because the queue to the broker was full",
+        )
+        .expect("metric");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(failures.clone()),
+            Box::new(queue_depth.clone()),
+            Box::new(stages.clone()),
+            Box::new(batch_size.clone()),
+            Box::new(vocab_cache.clone()),
+            Box::new(vocab_hits.clone()),
+            Box::new(vocab_misses.clone()),
+            Box::new(stream_up.clone()),
+            Box::new(stream_fps.clone()),
+            Box::new(stream_frames.clone()),
+            Box::new(stream_restarts.clone()),
+            Box::new(stream_latency.clone()),
+            Box::new(mqtt_connected.clone()),
+            Box::new(mqtt_published.clone()),
+            Box::new(mqtt_dropped.clone()),
+        ] {
+            registry.register(c).expect("unique metric names");
+        }
+        Metrics {
+            registry,
+            requests,
+            failures,
+            queue_depth,
+            stages,
+            batch_size,
+            vocab_cache,
+            vocab_hits,
+            vocab_misses,
+            stream_up,
+            stream_fps,
+            stream_frames,
+            stream_restarts,
+            stream_latency,
+            mqtt_connected,
+            mqtt_published,
+            mqtt_dropped,
+        }
+    }
+
+    /// Records one stage duration given in milliseconds.
+    pub fn observe_stage(&self, stage: &str, millis: f64) {
+        self.stages
+            .with_label_values(&[stage])
+            .observe(millis / 1e3);
+    }
+
+    /// The text exposition format, with the vocabulary cache counters refreshed.
+    pub fn render(&self, cache: CacheStats) -> String {
+        self.vocab_cache.set(cache.entries as i64);
+        self.vocab_hits.set(cache.hits as i64);
+        self.vocab_misses.set(cache.misses as i64);
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding never fails");
+        String::from_utf8(out).expect("prometheus text is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,176 @@
+//! The service layer: the one composition root ([`Service::start`]) and the one detection path
+//! ([`Service::detect`]) that the HTTP API, the camera streams and the ROS 2 node all call.
+
+pub(crate) mod batcher;
+pub(crate) mod config;
+pub(crate) mod mailbox;
+pub(crate) mod metrics;
+pub(crate) mod options;
+pub(crate) mod scheduler;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use image::RgbImage;
+use tokio::sync::Semaphore;
+
+use crate::config::Settings;
+use crate::engine::error::EngineError;
+use crate::engine::postprocess::DetectParams;
+use crate::engine::runtime::Runtime;
+use crate::engine::{Detection, Engine, EngineOptions, Timings, Vocabulary, ms};
+use crate::vocab::store::VocabStore;
+use config::BatchSettings;
+use metrics::Metrics;
+use scheduler::Scheduler;
+
+/// Why the service could not give detections.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ServiceError {
+    /// Decoding, letterboxing or the vocabulary failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The queue is full: try again after `retry_after_s`.
+    #[error("server overloaded: the queue is full")]
+    Overloaded { retry_after_s: u64 },
+    /// The deadline passed before the result was ready.
+    #[error("{0}")]
+    Timeout(String),
+    #[error("the inference worker has stopped")]
+    Stopped,
+    #[error("inference failed: {0}")]
+    Inference(String),
+}
+
+/// A frame as a frontend has it: encoded bytes (HTTP, compressed ROS images) or pixels.
+pub(crate) enum Frame {
+    Encoded(bytes::Bytes),
+    Pixels(Arc<RgbImage>),
+}
+
+/// One frame's detections, with its pixels and where the time went.
+pub(crate) struct Detected {
+    pub detections: Vec<Detection>,
+    pub image: Arc<RgbImage>,
+    pub timings: Timings,
+    /// Images in the forward pass this frame ran in.
+    pub batch_size: usize,
+}
+
+/// The engine, the vocabulary store, the scheduler and the metrics every frontend shares.
+pub(crate) struct Service {
+    pub engine: Arc<Engine>,
+    pub store: Arc<VocabStore>,
+    pub scheduler: Scheduler,
+    pub metrics: Arc<Metrics>,
+    pub batching: BatchSettings,
+    /// Frames decoded or letterboxed at the same time.
+    prepare_slots: Semaphore,
+    /// Where blocking callers (camera and ROS threads) run the async path.
+    runtime: tokio::runtime::Handle,
+}
+
+impl Service {
+    /// The composition root: ONNX Runtime, the bundle, the vocabulary store, the metrics and
+    /// the inference worker. Call inside the tokio runtime the frontends run on.
+    pub fn start(settings: &Settings) -> anyhow::Result<Arc<Service>> {
+        let store = Arc::new(open_store(settings)?);
+        let engine = store.engine().clone();
+        let metrics = Arc::new(Metrics::new());
+        let batching = settings.batching.clone();
+        let scheduler = Scheduler::start(engine.clone(), batching.policy(), metrics.clone());
+        let slots = match batching.decode_concurrency {
+            0 => 2 * crate::engine::runtime::physical_cores(),
+            n => n,
+        };
+        Ok(Arc::new(Service {
+            engine,
+            store,
+            scheduler,
+            metrics,
+            batching,
+            prepare_slots: Semaphore::new(slots),
+            runtime: tokio::runtime::Handle::current(),
+        }))
+    }
+
+    /// The one detection path: admission, decode, letterbox, the shared batching scheduler
+    /// (inference and post-processing), all within the configured deadline.
+    pub async fn detect(
+        &self,
+        frame: Frame,
+        vocab: Arc<Vocabulary>,
+        params: DetectParams,
+    ) -> Result<Detected, ServiceError> {
+        let start = Instant::now();
+        params.validate()?;
+        let place = self.scheduler.reserve()?;
+        let permit = self
+            .prepare_slots
+            .acquire()
+            .await
+            .map_err(|_| ServiceError::Stopped)?;
+        let engine = self.engine.clone();
+        let (image, prepared, decode_ms, preprocess_ms) =
+            tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
+                let t = Instant::now();
+                let image = match frame {
+                    Frame::Encoded(bytes) => Arc::new(engine.decode(&bytes)?),
+                    Frame::Pixels(image) => image,
+                };
+                let decode_ms = ms(t);
+                let t = Instant::now();
+                let prepared = engine.prepare(&image)?;
+                Ok((image, prepared, decode_ms, ms(t)))
+            })
+            .await
+            .map_err(|e| ServiceError::Inference(format!("preparing the frame: {e}")))??;
+        drop(permit);
+        self.metrics.observe_stage("decode", decode_ms);
+        self.metrics.observe_stage("preprocess", preprocess_ms);
+        let deadline = Duration::from_millis(self.batching.deadline_ms);
+        let out = place.run(prepared, vocab, params, deadline).await?;
+        Ok(Detected {
+            detections: out.detections,
+            image,
+            timings: Timings {
+                queue: out.queue_ms,
+                decode: decode_ms,
+                preprocess: preprocess_ms,
+                inference: out.inference_ms,
+                postprocess: out.postprocess_ms,
+                total: ms(start),
+            },
+            batch_size: out.batch_size,
+        })
+    }
+
+    /// [`Service::detect`] for callers on plain threads (camera workers, the ROS 2 node).
+    pub fn detect_blocking(
+        &self,
+        frame: Frame,
+        vocab: Arc<Vocabulary>,
+        params: DetectParams,
+    ) -> Result<Detected, ServiceError> {
+        self.runtime.block_on(self.detect(frame, vocab, params))
+    }
+}
+
+/// ONNX Runtime, the configured bundle and the vocabulary store over it (CLI tools that need
+/// no scheduler use this alone).
+pub(crate) fn open_store(settings: &Settings) -> anyhow::Result<VocabStore> {
+    let runtime = Runtime::init(&settings.runtime)?;
+    let engine = Engine::load(
+        &runtime,
+        &settings.model.dir,
+        EngineOptions {
+            limits: settings.limits,
+        },
+    )?;
+    let store = VocabStore::open(Arc::new(engine), settings.vocabulary.clone())?;
+    for e in store.load_errors() {
+        tracing::warn!("skipped vocabulary file {e}");
+        eprintln!("warning: skipped vocabulary file {e}");
+    }
+    Ok(store)
+}

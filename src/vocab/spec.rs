@@ -1,0 +1,325 @@
+//! What a user asks for: classes of one or more phrases, a prompt template, and the limits on both.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::error::{EngineError, Result};
+use crate::vocab::Fnv64;
+
+/// One class: shown as its first phrase; its embedding is the re-normalised mean of all its
+/// phrases' embeddings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum ClassSpec {
+    One(String),
+    Synonyms(Vec<String>),
+}
+
+impl ClassSpec {
+    pub fn phrases(&self) -> &[String] {
+        match self {
+            ClassSpec::One(p) => std::slice::from_ref(p),
+            ClassSpec::Synonyms(v) => v,
+        }
+    }
+
+    /// The label reported for detections of this class.
+    pub fn label(&self) -> &str {
+        self.phrases().first().map_or("", String::as_str)
+    }
+}
+
+/// Classes as a request gives them: `"dog, puppy|pup"` or `["dog", ["puppy", "pup"]]`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Classes {
+    Text(String),
+    List(Vec<ClassSpec>),
+}
+
+impl std::str::FromStr for Classes {
+    type Err = std::convert::Infallible;
+
+    /// `"dog, puppy|pup"`, as a flag or a form field gives it.
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(Classes::Text(s.to_string()))
+    }
+}
+
+impl Classes {
+    /// The spec these classes make, with `template` (else the default one).
+    pub fn spec(&self, template: Option<&str>) -> VocabSpec {
+        let mut spec = match self {
+            Classes::Text(t) => VocabSpec::parse_list(t),
+            Classes::List(l) => VocabSpec {
+                classes: l.clone(),
+                template: default_template(),
+            },
+        };
+        if let Some(t) = template {
+            spec.template = t.to_string();
+        }
+        spec
+    }
+}
+
+/// A vocabulary request: `{"classes": ["dog", ["puppy", "pup"]], "template": "a photo of a {}"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VocabSpec {
+    pub classes: Vec<ClassSpec>,
+    #[serde(default = "default_template")]
+    pub template: String,
+}
+
+pub fn default_template() -> String {
+    "{}".to_string()
+}
+
+section! {
+    /// `[vocabulary.limits]`: bounds on a vocabulary.
+    #[derive(Copy)]
+    pub struct VocabLimits, flags VocabLimitsArgs (global = true) {
+        /// Most classes per vocabulary.
+        max_classes: usize = 2000 => "max-classes", "DOSOD_MAX_CLASSES";
+        /// Most phrases (synonyms) per class.
+        max_phrases_per_class: usize = 32 => "max-phrases-per-class", "DOSOD_MAX_PHRASES_PER_CLASS";
+        /// Characters per phrase (after trimming, before the template).
+        max_phrase_chars: usize = 200 => "max-phrase-chars", "DOSOD_MAX_PHRASE_CHARS";
+        /// Tokens per templated phrase, special tokens included (also capped by the encoder).
+        max_phrase_tokens: usize = 64 => "max-phrase-tokens", "DOSOD_MAX_PHRASE_TOKENS";
+        /// Characters of the prompt template.
+        max_template_chars: usize = 200 => "max-template-chars", "DOSOD_MAX_TEMPLATE_CHARS";
+    }
+}
+
+impl VocabSpec {
+    /// Parses the CLI / form syntax: classes separated by `,`, synonyms by `|`.
+    /// `"dog, puppy|pup, red car"` is three classes, the second with two phrases.
+    pub fn parse_list(text: &str) -> VocabSpec {
+        let classes = text
+            .split(',')
+            .map(|class| {
+                let phrases: Vec<String> = class.split('|').map(|p| p.trim().to_string()).collect();
+                if phrases.len() == 1 {
+                    ClassSpec::One(phrases.into_iter().next().unwrap_or_default())
+                } else {
+                    ClassSpec::Synonyms(phrases)
+                }
+            })
+            .collect();
+        VocabSpec {
+            classes,
+            template: default_template(),
+        }
+    }
+
+    /// LVIS-style JSON: `[["aerosol can", "spray can"], ["air conditioner"], ...]`.
+    pub fn from_phrase_lists(lists: Vec<Vec<String>>) -> VocabSpec {
+        VocabSpec {
+            classes: lists.into_iter().map(ClassSpec::Synonyms).collect(),
+            template: default_template(),
+        }
+    }
+
+    pub fn labels(&self) -> Vec<String> {
+        self.classes.iter().map(|c| c.label().to_string()).collect()
+    }
+
+    /// Checks sizes, blanks and duplicates, naming the offending entry. Token counts are
+    /// checked where the tokenizer is (`VocabStore::build`).
+    pub fn validate(&self, limits: &VocabLimits) -> Result<()> {
+        let bad = |m: String| Err(EngineError::Vocabulary(m));
+        if self.classes.is_empty() {
+            return bad("the vocabulary is empty".into());
+        }
+        if self.classes.len() > limits.max_classes {
+            return bad(format!(
+                "{} classes exceed the limit of {}",
+                self.classes.len(),
+                limits.max_classes
+            ));
+        }
+        if self.template.chars().count() > limits.max_template_chars {
+            return bad(format!(
+                "template is longer than {} characters",
+                limits.max_template_chars
+            ));
+        }
+        if self.template.matches("{}").count() != 1 {
+            return bad(format!(
+                "template `{}` must contain `{{}}` exactly once",
+                self.template
+            ));
+        }
+        // Two classes may share a label (LVIS has two "bow"s, told apart by their synonyms),
+        // but not the same phrase list.
+        let mut lists: std::collections::HashMap<&[String], usize> =
+            std::collections::HashMap::new();
+        for (i, class) in self.classes.iter().enumerate() {
+            let phrases = class.phrases();
+            if phrases.is_empty() {
+                return bad(format!("class {i} has no phrases"));
+            }
+            if phrases.len() > limits.max_phrases_per_class {
+                return bad(format!(
+                    "class {i} (`{}`) has {} phrases; the limit is {}",
+                    class.label(),
+                    phrases.len(),
+                    limits.max_phrases_per_class
+                ));
+            }
+            let mut seen = std::collections::HashSet::new();
+            for p in phrases {
+                if p.trim().is_empty() {
+                    return bad(format!("class {i} has a blank phrase"));
+                }
+                if p.trim() != p {
+                    return bad(format!(
+                        "phrase `{p}` of class {i} has surrounding whitespace"
+                    ));
+                }
+                if p.chars().any(char::is_control) {
+                    return bad(format!("phrase {p:?} of class {i} has a control character"));
+                }
+                let n = p.chars().count();
+                if n > limits.max_phrase_chars {
+                    return bad(format!(
+                        "phrase `{}…` of class {i} has {n} characters; the limit is {}",
+                        p.chars().take(24).collect::<String>(),
+                        limits.max_phrase_chars
+                    ));
+                }
+                if !seen.insert(p) {
+                    return bad(format!("phrase `{p}` appears twice in class {i}"));
+                }
+            }
+            if let Some(first) = lists.insert(phrases, i) {
+                return bad(format!(
+                    "class {i} (`{}`) duplicates class {first}",
+                    class.label()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The templated phrase for each (class, phrase) pair, in order.
+    pub fn prompts(&self) -> Vec<(usize, String)> {
+        self.classes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                c.phrases()
+                    .iter()
+                    .map(move |p| (i, self.template.replacen("{}", p, 1)))
+            })
+            .collect()
+    }
+
+    /// A stable hash of the ordered phrase lists and template, scoped to a model.
+    pub fn hash(&self, scope: &str) -> String {
+        let mut h = Fnv64::new();
+        h.write(scope.as_bytes());
+        h.write(&[0]);
+        h.write(self.template.as_bytes());
+        for c in &self.classes {
+            h.write(&[0x1e]);
+            for p in c.phrases() {
+                h.write(&[0x1f]);
+                h.write(p.as_bytes());
+            }
+        }
+        h.hex()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_synonyms_and_classes() {
+        let s = VocabSpec::parse_list("dog, puppy|pup, red car");
+        assert_eq!(s.labels(), vec!["dog", "puppy", "red car"]);
+        assert_eq!(s.classes[1].phrases(), ["puppy", "pup"]);
+        assert!(s.validate(&VocabLimits::default()).is_ok());
+        assert_eq!(
+            s.prompts().iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            vec![0, 1, 1, 2]
+        );
+    }
+
+    #[test]
+    fn json_forms() {
+        let s: VocabSpec =
+            serde_json::from_str(r#"{"classes": ["dog", ["puppy", "pup"]], "template": "a {}"}"#)
+                .unwrap();
+        assert_eq!(s.prompts()[2].1, "a pup");
+        let s: VocabSpec = serde_json::from_str(r#"{"classes": ["x"]}"#).unwrap();
+        assert_eq!(s.template, "{}");
+        assert!(serde_json::from_str::<VocabSpec>(r#"{"classes": [1]}"#).is_err());
+    }
+
+    #[test]
+    fn rejects_bad_entries_naming_them() {
+        let l = VocabLimits::default();
+        let err = |t: &str| {
+            VocabSpec::parse_list(t)
+                .validate(&l)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("dog, , cat").contains("class 1 has a blank phrase"));
+        assert!(err("dog, cat, dog").contains("class 2 (`dog`) duplicates class 0"));
+        // same label, other synonyms: allowed (LVIS has two "bow"s)
+        assert!(
+            VocabSpec::parse_list("bow|bow weapon, bow|bow ribbon")
+                .validate(&l)
+                .is_ok()
+        );
+        assert!(err("dog, pup|pup").contains("appears twice in class 1"));
+        let long = "x".repeat(201);
+        assert!(err(&long).contains("201 characters"));
+        let many = (0..2001)
+            .map(|i| format!("c{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(err(&many).contains("2001 classes exceed the limit of 2000"));
+        let mut s = VocabSpec::parse_list("dog");
+        s.template = "a photo".into();
+        assert!(
+            s.validate(&l)
+                .unwrap_err()
+                .to_string()
+                .contains("exactly once")
+        );
+        let empty = VocabSpec {
+            classes: vec![],
+            template: "{}".into(),
+        };
+        assert!(
+            empty
+                .validate(&l)
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
+        );
+    }
+
+    #[test]
+    fn hash_depends_on_order_template_and_scope() {
+        let a = VocabSpec::parse_list("dog, cat");
+        let b = VocabSpec::parse_list("cat, dog");
+        assert_ne!(a.hash("m"), b.hash("m"));
+        assert_ne!(a.hash("m"), a.hash("n"));
+        let mut c = a.clone();
+        c.template = "a {}".into();
+        assert_ne!(a.hash("m"), c.hash("m"));
+        assert_eq!(a.hash("m"), VocabSpec::parse_list("dog,cat").hash("m"));
+        // synonyms are not the same as separate classes
+        assert_ne!(
+            VocabSpec::parse_list("dog|cat").hash("m"),
+            VocabSpec::parse_list("dog,cat").hash("m")
+        );
+    }
+}

@@ -1,0 +1,3 @@
+//! The engine against independent references.
+
+mod agreement;

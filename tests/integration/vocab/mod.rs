@@ -1,0 +1,4 @@
+//! Text encoders and the vocabulary store, through the library.
+
+mod store;
+mod text;

@@ -68,7 +68,6 @@ fn nms(c: &mut Criterion) {
         .collect();
     let params = DetectParams {
         score_threshold: 0.25,
-        class_thresholds: vec![],
         iou_threshold: 0.65,
         max_detections: 100,
         multi_label: false,
@@ -81,7 +80,6 @@ fn nms(c: &mut Criterion) {
         iou_threshold: 0.7,
         max_detections: 300,
         multi_label: true,
-        ..params.clone()
     };
     c.bench_function(
         "postprocess 8400x80 (eval: thr 0.001, multi-label, top 300)",

@@ -84,6 +84,28 @@ fn vocabulary(
     })
 }
 
+/// A tokio runtime of `threads` async threads for a frontend, and the service started on it:
+/// every long-running subcommand's composition root.
+fn start_service(
+    settings: &crate::config::Settings,
+    threads: usize,
+    name: &str,
+) -> anyhow::Result<(
+    tokio::runtime::Runtime,
+    std::sync::Arc<crate::service::Service>,
+)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .thread_name(name)
+        .build()?;
+    let service = {
+        let _in = runtime.enter();
+        crate::service::Service::start(settings)?
+    };
+    Ok((runtime, service))
+}
+
 /// Runs the CLI; any error is printed as one line and gives exit code 1 (2 for usage errors).
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();

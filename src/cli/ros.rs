@@ -19,15 +19,7 @@ pub fn run(settings: &Settings, args: &RosArgs) -> Result<std::process::ExitCode
         .map_err(anyhow::Error::msg)?;
     // The service's async side (decode, the scheduler's wait) runs on one small runtime; the
     // node itself runs on this thread.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .thread_name("dosod-ros2-rt")
-        .build()?;
-    let service = {
-        let _in = runtime.enter();
-        crate::service::Service::start(settings)?
-    };
+    let (_runtime, service) = super::start_service(settings, 1, "dosod-ros2-rt")?;
     crate::ros2::run(service, &ros, crate::server::shutdown_signal())?;
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -37,19 +37,11 @@ pub fn run(settings: &Settings, args: &ServeArgs) -> Result<std::process::ExitCo
         0 => (crate::engine::runtime::physical_cores() / 2).max(1),
         n => n,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(http_threads)
-        .enable_all()
-        .thread_name("dosod-http")
-        .build()?;
+    let (runtime, service) = super::start_service(settings, http_threads, "dosod-http")?;
     let streams = if args.no_streams {
         &[][..]
     } else {
         &settings.streams[..]
-    };
-    let service = {
-        let _in = runtime.enter();
-        Service::start(settings)?
     };
     let (stop_ros, ros) = start_ros(args.ros2, &service, settings)?;
     let served = runtime.block_on(async {

@@ -6,7 +6,6 @@ use anyhow::{Result, bail};
 
 use super::serve::start_mqtt;
 use crate::config::Settings;
-use crate::service::Service;
 use crate::stream::config::MqttArgs;
 use crate::stream::{StreamContext, StreamManager};
 
@@ -25,15 +24,7 @@ pub fn run(settings: &Settings, args: &StreamArgs) -> Result<std::process::ExitC
     }
     let mut mqtt = settings.mqtt.clone();
     args.mqtt.apply(&mut mqtt);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .thread_name("dosod-stream")
-        .build()?;
-    let service = {
-        let _in = runtime.enter();
-        Service::start(settings)?
-    };
+    let (runtime, service) = super::start_service(settings, 1, "dosod-stream")?;
     runtime.block_on(async {
         let ctx = StreamContext {
             service,

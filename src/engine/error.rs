@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 /// What went wrong inside the engine. Frontends map each variant to their own surface
-/// (an exit code and one line for the CLI, an HTTP status for the API) in exactly one place.
+/// (an exit code and one line for the CLI; an HTTP status and `error_type` in
+/// `server/error.rs`) in exactly one place.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// The ONNX Runtime shared library could not be found or loaded.
@@ -40,21 +41,6 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    /// A short, stable machine-readable name for the variant (used as `error_type` by the API).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            EngineError::Runtime(_) => "runtime",
-            EngineError::Bundle { .. } => "bundle",
-            EngineError::Decode(_) => "decode",
-            EngineError::TooLarge(_) => "too_large",
-            EngineError::Vocabulary(_) => "vocabulary",
-            EngineError::NotFound(_) => "not_found",
-            EngineError::InvalidParameter(_) => "invalid_parameter",
-            EngineError::Inference(_) => "inference",
-            EngineError::Io { .. } => "io",
-        }
-    }
-
     pub(crate) fn bundle(dir: &std::path::Path, message: impl Into<String>) -> Self {
         EngineError::Bundle {
             dir: dir.to_path_buf(),

@@ -194,7 +194,6 @@ impl Engine {
         let p = &self.bundle.manifest.postprocess;
         DetectParams {
             score_threshold: p.score_threshold,
-            class_thresholds: Vec::new(),
             iou_threshold: p.iou_threshold,
             max_detections: p.max_detections,
             multi_label: p.multi_label,

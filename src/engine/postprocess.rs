@@ -9,9 +9,6 @@ use crate::engine::error::{EngineError, Result};
 pub struct DetectParams {
     /// Keep a class score only if it is at least this.
     pub score_threshold: f32,
-    /// Per-class thresholds (by class index); `None` entries use `score_threshold`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub class_thresholds: Vec<Option<f32>>,
     /// Two boxes of one class overlapping more than this: the lower-scored one goes.
     pub iou_threshold: f32,
     /// At most this many detections per image.
@@ -58,9 +55,6 @@ impl DetectParams {
         let unit = check_unit;
         unit("score_threshold", self.score_threshold)?;
         unit("iou_threshold", self.iou_threshold)?;
-        for t in self.class_thresholds.iter().flatten() {
-            unit("class threshold", *t)?;
-        }
         if self.max_detections == 0 || self.max_detections > MAX_DETECTIONS_LIMIT {
             return Err(EngineError::InvalidParameter(format!(
                 "max_detections must be in 1..={MAX_DETECTIONS_LIMIT}, got {}",
@@ -91,28 +85,19 @@ pub fn postprocess(
 ) -> Vec<Candidate> {
     let anchors = boxes.len() / 4;
     debug_assert_eq!(scores.len(), anchors * classes);
-    let threshold = |k: usize| {
-        params
-            .class_thresholds
-            .get(k)
-            .copied()
-            .flatten()
-            .unwrap_or(params.score_threshold)
-    };
-    let thresholds: Vec<f32> = (0..classes).map(threshold).collect();
-    let min_threshold = thresholds.iter().copied().fold(f32::INFINITY, f32::min);
+    let threshold = params.score_threshold;
 
     let mut cands = Vec::new();
     for (anchor, row) in scores.chunks_exact(classes).enumerate() {
         if params.multi_label {
             for (k, &s) in row.iter().enumerate() {
-                if s >= thresholds[k] {
+                if s >= threshold {
                     cands.push((anchor, k, s));
                 }
             }
         } else {
             // Fast reject first: a branch-free max that the compiler vectorises.
-            if row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s)) < min_threshold {
+            if row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s)) < threshold {
                 continue;
             }
             let (mut best_k, mut best) = (0, f32::NEG_INFINITY);
@@ -122,7 +107,7 @@ pub fn postprocess(
                     best_k = k;
                 }
             }
-            if best >= min_threshold && best >= thresholds[best_k] {
+            if best >= threshold {
                 cands.push((anchor, best_k, best));
             }
         }
@@ -185,7 +170,6 @@ mod tests {
     fn params(score: f32, iou: f32, max: usize, multi: bool) -> DetectParams {
         DetectParams {
             score_threshold: score,
-            class_thresholds: vec![],
             iou_threshold: iou,
             max_detections: max,
             multi_label: multi,
@@ -296,17 +280,6 @@ mod tests {
         let out = postprocess(&scores, &boxes, 2, &params(0.0, 0.5, 1, true));
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].score, 0.5);
-    }
-
-    #[test]
-    fn per_class_thresholds_override() {
-        let boxes = [0.0, 0.0, 10.0, 10.0, 100.0, 100.0, 110.0, 110.0];
-        let scores = [0.5, 0.1, 0.1, 0.3];
-        let mut p = params(0.25, 0.5, 10, false);
-        p.class_thresholds = vec![Some(0.6), None];
-        let out = postprocess(&scores, &boxes, 2, &p);
-        assert_eq!(out.len(), 1);
-        assert_eq!((out[0].anchor, out[0].class_id), (1, 1));
     }
 
     #[test]

@@ -124,11 +124,6 @@ impl Runtime {
         })
     }
 
-    /// The library file in use.
-    pub fn library(&self) -> &Path {
-        &self.library
-    }
-
     /// The ONNX Runtime version: from the library's file name (`libonnxruntime.so.1.32.0`),
     /// else the build information the library reports.
     pub fn version(&self) -> String {

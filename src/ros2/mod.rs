@@ -2,9 +2,13 @@
 //! out, vocabulary changed at run time through parameters or `~/set_vocabulary`.
 
 pub(crate) mod config;
+#[cfg(feature = "ros2")]
 pub(crate) mod control;
+#[cfg(feature = "ros2")]
 pub(crate) mod convert;
+#[cfg(feature = "ros2")]
 pub(crate) mod msg;
+#[cfg(feature = "ros2")]
 pub(crate) mod stats;
 
 #[cfg(feature = "ros2")]

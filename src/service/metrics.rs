@@ -5,8 +5,6 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::vocab::store::CacheStats;
-
 /// Every metric the server exports.
 pub struct Metrics {
     registry: Registry,
@@ -15,9 +13,9 @@ pub struct Metrics {
     pub queue_depth: IntGauge,
     pub stages: HistogramVec,
     pub batch_size: Histogram,
-    vocab_cache: IntGauge,
-    vocab_hits: IntGauge,
-    vocab_misses: IntGauge,
+    pub vocab_cache: IntGauge,
+    pub vocab_hits: IntGauge,
+    pub vocab_misses: IntGauge,
     /// Per camera: 1 while frames arrive, else 0.
     pub stream_up: IntGaugeVec,
     /// Per camera and `kind` (received, processed, skipped): frames per second.
@@ -171,10 +169,7 @@ impl Metrics {
     }
 
     /// The text exposition format, with the vocabulary cache counters refreshed.
-    pub fn render(&self, cache: CacheStats) -> String {
-        self.vocab_cache.set(cache.entries as i64);
-        self.vocab_hits.set(cache.hits as i64);
-        self.vocab_misses.set(cache.misses as i64);
+    pub fn render(&self) -> String {
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

@@ -259,7 +259,7 @@ impl StreamManager {
     pub async fn shutdown(&self) {
         self.stop.store(true, Ordering::Release);
         for s in &self.streams {
-            s.slot.wake();
+            s.slot.close();
         }
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
         let _ = tokio::task::spawn_blocking(move || {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, Publish, QoS, Request};
 
 use super::config::MqttSettings;
 
@@ -40,9 +40,8 @@ impl MqttPublisher {
         }
         let (client, mut eventloop) = AsyncClient::new(options, settings.queue.max(1));
         let stats = Arc::new(MqttStats::default());
-        let (loop_stats, loop_client, host) = (
+        let (loop_stats, host) = (
             stats.clone(),
-            client.clone(),
             format!("{}:{}", settings.host, settings.port),
         );
         let task = runtime.spawn(async move {
@@ -51,9 +50,11 @@ impl MqttPublisher {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         loop_stats.connected.store(true, Ordering::Release);
                         tracing::info!(broker = %host, "MQTT connected");
-                        let _ = loop_client
-                            .publish(&available, QoS::AtLeastOnce, true, "online")
-                            .await;
+                        // `online` goes out first, ahead of what queued while the broker was
+                        // away: a subscriber that waits for it never sees stale data before it.
+                        let mut online = Publish::new(&available, QoS::AtLeastOnce, "online");
+                        online.retain = true;
+                        eventloop.pending.push_front(Request::Publish(online));
                     }
                     Ok(Event::Outgoing(rumqttc::Outgoing::Publish(_))) => {
                         loop_stats.published.fetch_add(1, Ordering::Relaxed);

@@ -78,9 +78,14 @@ impl FrameSlot {
         *self.last_received.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Wakes a waiting `take` (used on shutdown and state changes).
+    /// Wakes a waiting `take` (state changes).
     pub fn wake(&self) {
         self.mailbox.wake();
+    }
+
+    /// No more waiting for frames: the daemon is stopping.
+    pub fn close(&self) {
+        self.mailbox.close();
     }
 }
 

@@ -1,6 +1,6 @@
 //! The text encoder: phrases → tokens → ONNX transformer → pooled, L2-normalised rows `[P, T]`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use ndarray::Array2;
@@ -47,7 +47,6 @@ fn yes() -> bool {
 
 /// A loaded text encoder. `encode` takes `&self`; the session is locked only while it runs.
 pub struct TextEncoder {
-    dir: PathBuf,
     config: EncoderConfig,
     tokenizer: Tokenizer,
     session: Mutex<Session>,
@@ -95,7 +94,6 @@ impl TextEncoder {
         tokenizer.with_padding(None);
         let session = runtime.session(&dir.join("text_encoder.onnx"))?;
         Ok(TextEncoder {
-            dir: dir.to_path_buf(),
             config,
             tokenizer,
             session: Mutex::new(session),
@@ -104,10 +102,6 @@ impl TextEncoder {
 
     pub fn config(&self) -> &EncoderConfig {
         &self.config
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Token ids of one phrase, special tokens included, truncated to `max_length`.

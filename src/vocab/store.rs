@@ -231,7 +231,7 @@ impl VocabStore {
     }
 
     /// A vocabulary from precomputed text embeddings, through the bundle's adaptor.
-    fn from_embeddings(&self, emb: &TextEmbeddings, name: Option<&str>) -> Result<Vocabulary> {
+    fn adapt_embeddings(&self, emb: &TextEmbeddings, name: Option<&str>) -> Result<Vocabulary> {
         emb.validate()?;
         let joint = self.engine.adapt(&emb.text)?;
         Ok(Vocabulary {
@@ -586,7 +586,7 @@ impl VocabStore {
                         hash: h.hex(),
                     }
                 }
-                (None, Some(text)) => self.from_embeddings(
+                (None, Some(text)) => self.adapt_embeddings(
                     &TextEmbeddings {
                         labels: a.names,
                         text,
@@ -597,7 +597,7 @@ impl VocabStore {
             }
         } else {
             let emb = TextEmbeddings::load(path, names)?;
-            self.from_embeddings(&emb, name)?
+            self.adapt_embeddings(&emb, name)?
         };
         Ok(Arc::new(vocab))
     }

@@ -31,17 +31,14 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
 /// `GET /metrics`
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    state
-        .service
-        .metrics
-        .queue_depth
-        .set(state.service.scheduler.depth() as i64);
+    let (m, cache) = (&state.service.metrics, state.service.store.cache_stats());
+    m.queue_depth.set(state.service.scheduler.depth() as i64);
+    m.vocab_cache.set(cache.entries as i64);
+    m.vocab_hits.set(cache.hits as i64);
+    m.vocab_misses.set(cache.misses as i64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state
-            .service
-            .metrics
-            .render(state.service.store.cache_stats()),
+        m.render(),
     )
         .into_response()
 }

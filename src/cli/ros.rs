@@ -15,7 +15,7 @@ pub struct RosArgs {
 pub fn run(settings: &Settings, args: &RosArgs) -> Result<std::process::ExitCode> {
     let ros = args
         .ros2
-        .apply(&settings.ros2)
+        .settings(&settings.ros2)
         .map_err(anyhow::Error::msg)?;
     // The service's async side (decode, the scheduler's wait) runs on one small runtime; the
     // node itself runs on this thread.
@@ -27,7 +27,7 @@ pub fn run(settings: &Settings, args: &RosArgs) -> Result<std::process::ExitCode
 #[cfg(not(feature = "ros2"))]
 pub fn run(settings: &Settings, args: &RosArgs) -> Result<std::process::ExitCode> {
     args.ros2
-        .apply(&settings.ros2)
+        .settings(&settings.ros2)
         .map_err(anyhow::Error::msg)?;
     anyhow::bail!(
         "this dosod was built without ROS 2 support: rebuild with `--features ros2-jazzy` (or ros2-humble)"

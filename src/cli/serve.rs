@@ -88,9 +88,9 @@ fn start_ros(
     }
     #[cfg(feature = "ros2")]
     {
-        let ros = settings.ros2.clone();
-        crate::ros2::config::Ros2Args::default()
-            .apply(&ros)
+        // `[ros2]` as the file has it, with ROS_DOMAIN_ID when it names no domain, checked.
+        let ros = crate::ros2::config::Ros2Args::default()
+            .settings(&settings.ros2)
             .map_err(anyhow::Error::msg)?;
         let (service, stopped) = (service.clone(), stop.clone());
         let thread = std::thread::Builder::new()

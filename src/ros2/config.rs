@@ -1,169 +1,62 @@
 //! `[ros2]` settings of the ROS 2 node: node name, topics, QoS, initial parameters; their flags,
 //! environment variables and checks, and how topic names resolve against the node.
 
-use serde::{Deserialize, Serialize};
-
-/// `[ros2]`: the node run by `dosod ros`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct Ros2Settings {
-    pub node_name: String,
-    /// Absolute namespace of the node (`/` or `/robot1`).
-    pub namespace: String,
-    /// DDS domain; unset: `ROS_DOMAIN_ID`, else 0.
-    pub domain_id: Option<u16>,
-    /// `sensor_msgs/Image` input; empty: none. `~/x` is under the node, `x` under its namespace.
-    pub image_topic: String,
-    /// `sensor_msgs/CompressedImage` input (JPEG or PNG); empty: none.
-    pub compressed_topic: String,
-    /// `vision_msgs/Detection2DArray` output.
-    pub detections_topic: String,
-    /// Annotated `sensor_msgs/Image` (rgb8) output for debugging; empty: none.
-    pub annotated_topic: String,
-    /// `std_msgs/String` with a comma-separated class list (`|` between synonyms).
-    pub vocabulary_topic: String,
-    /// Replaces the image's `header.frame_id` in the output; empty: copied.
-    pub frame_id: String,
-    /// QoS of the image subscriptions: `best_effort` (matches every camera) or `reliable`.
-    pub image_reliability: String,
-    /// History depth of the image subscriptions (1: only the newest frame).
-    pub image_depth: usize,
-    /// QoS of the detection and annotated publishers.
-    pub detections_reliability: String,
-    pub detections_depth: usize,
-    /// Initial classes ("person, forklift|fork lift"); empty: `vocabulary`, else the bundle's.
-    pub classes: String,
-    /// Initial named or built-in vocabulary, used when `classes` is empty.
-    pub vocabulary: String,
-    /// Initial minimum score [default: the bundle's].
-    pub score_threshold: Option<f32>,
-    /// Initial value of the `enabled` parameter.
-    pub enabled: bool,
-    /// Seconds between summary log lines (counts, latency); 0: only at exit.
-    pub summary_interval_s: f64,
-}
-
-impl Default for Ros2Settings {
-    fn default() -> Self {
-        Self {
-            node_name: "dosod".into(),
-            namespace: "/".into(),
-            domain_id: None,
-            image_topic: "/camera/image_raw".into(),
-            compressed_topic: String::new(),
-            detections_topic: "~/detections".into(),
-            annotated_topic: String::new(),
-            vocabulary_topic: "~/set_vocabulary".into(),
-            frame_id: String::new(),
-            image_reliability: "best_effort".into(),
-            image_depth: 1,
-            detections_reliability: "reliable".into(),
-            detections_depth: 10,
-            classes: String::new(),
-            vocabulary: String::new(),
-            score_threshold: None,
-            enabled: true,
-            summary_interval_s: 30.0,
-        }
+section! {
+    /// `[ros2]`: the node run by `dosod ros` (or `dosod serve --ros2`).
+    pub struct Ros2Settings, flags Ros2Args (global = false) {
+        /// Node name.
+        node_name: String = "dosod".into() => "node-name", "DOSOD_ROS_NODE_NAME";
+        /// Absolute namespace of the node (`/` or `/robot1`).
+        namespace: String = "/".into() => "namespace", "DOSOD_ROS_NAMESPACE";
+        /// DDS domain; unset: ROS_DOMAIN_ID, else 0.
+        domain_id: Option<u16> = None => "domain-id", "DOSOD_ROS_DOMAIN_ID";
+        /// sensor_msgs/Image input; empty: none. `~/x` is under the node, `x` under its namespace.
+        image_topic: String = "/camera/image_raw".into() => "image-topic", "DOSOD_ROS_IMAGE_TOPIC";
+        /// sensor_msgs/CompressedImage input (JPEG or PNG); empty: none.
+        compressed_topic: String = String::new() => "compressed-topic", "DOSOD_ROS_COMPRESSED_TOPIC";
+        /// vision_msgs/Detection2DArray output.
+        detections_topic: String = "~/detections".into() => "detections-topic", "DOSOD_ROS_DETECTIONS_TOPIC";
+        /// Annotated sensor_msgs/Image (rgb8) output for debugging; empty: none.
+        annotated_topic: String = String::new() => "annotated-topic", "DOSOD_ROS_ANNOTATED_TOPIC";
+        /// std_msgs/String input with a comma-separated class list (`|` between synonyms).
+        vocabulary_topic: String = "~/set_vocabulary".into() => "vocabulary-topic", "DOSOD_ROS_VOCABULARY_TOPIC";
+        /// Replaces the image's header.frame_id in the output; empty: copied.
+        frame_id: String = String::new() => "frame-id", "DOSOD_ROS_FRAME_ID";
+        /// QoS of the image subscriptions: best_effort (matches every camera) or reliable.
+        image_reliability: String = "best_effort".into() => "image-reliability", "DOSOD_ROS_IMAGE_RELIABILITY";
+        /// History depth of the image subscriptions (1: only the newest frame).
+        image_depth: usize = 1 => "image-depth", "DOSOD_ROS_IMAGE_DEPTH";
+        /// QoS of the detection and annotated publishers: reliable or best_effort.
+        detections_reliability: String = "reliable".into() => "detections-reliability", "DOSOD_ROS_DETECTIONS_RELIABILITY";
+        /// History depth of the detection publisher.
+        detections_depth: usize = 10 => "detections-depth", "DOSOD_ROS_DETECTIONS_DEPTH";
+        /// Initial classes ("person, forklift|fork lift"); empty: `vocabulary`, else the bundle's.
+        classes: String = String::new() => "classes", "DOSOD_ROS_CLASSES";
+        /// Initial named or built-in vocabulary, used when `classes` is empty.
+        vocabulary: String = String::new() => "vocabulary", "DOSOD_ROS_VOCABULARY";
+        /// Initial minimum score; unset: the bundle's.
+        score_threshold: Option<f32> = None => "score-threshold", "DOSOD_ROS_SCORE_THRESHOLD";
+        /// Initial value of the `enabled` parameter (true/false).
+        enabled: bool = true => "enabled", "DOSOD_ROS_ENABLED";
+        /// Seconds between summary log lines (counts, latency); 0: only at exit.
+        summary_interval_s: f64 = 30.0 => "summary-interval-s", "DOSOD_ROS_SUMMARY_INTERVAL_S";
     }
-}
-
-/// Flags of `dosod ros`; each overrides the `[ros2]` key of the same name.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct Ros2Args {
-    /// Node name [config: ros2.node_name].
-    #[arg(long, env = "DOSOD_ROS_NODE_NAME")]
-    pub node_name: Option<String>,
-    /// Node namespace, `/` or e.g. `/robot1` [config: ros2.namespace].
-    #[arg(long, env = "DOSOD_ROS_NAMESPACE")]
-    pub namespace: Option<String>,
-    /// DDS domain [config: ros2.domain_id; when neither is set: ROS_DOMAIN_ID, else 0].
-    #[arg(long, env = "DOSOD_ROS_DOMAIN_ID")]
-    pub domain_id: Option<u16>,
-    /// sensor_msgs/Image input; "": none [config: ros2.image_topic].
-    #[arg(long, env = "DOSOD_ROS_IMAGE_TOPIC")]
-    pub image_topic: Option<String>,
-    /// sensor_msgs/CompressedImage input (JPEG, PNG); "": none [config: ros2.compressed_topic].
-    #[arg(long, env = "DOSOD_ROS_COMPRESSED_TOPIC")]
-    pub compressed_topic: Option<String>,
-    /// vision_msgs/Detection2DArray output [config: ros2.detections_topic].
-    #[arg(long, env = "DOSOD_ROS_DETECTIONS_TOPIC")]
-    pub detections_topic: Option<String>,
-    /// Annotated sensor_msgs/Image output; "": none [config: ros2.annotated_topic].
-    #[arg(long, env = "DOSOD_ROS_ANNOTATED_TOPIC")]
-    pub annotated_topic: Option<String>,
-    /// std_msgs/String input with a comma-separated class list [config: ros2.vocabulary_topic].
-    #[arg(long, env = "DOSOD_ROS_VOCABULARY_TOPIC")]
-    pub vocabulary_topic: Option<String>,
-    /// Replaces the image's header.frame_id; "": copied [config: ros2.frame_id].
-    #[arg(long, env = "DOSOD_ROS_FRAME_ID")]
-    pub frame_id: Option<String>,
-    /// Image QoS: best_effort or reliable [config: ros2.image_reliability].
-    #[arg(long, env = "DOSOD_ROS_IMAGE_RELIABILITY")]
-    pub image_reliability: Option<String>,
-    /// Image history depth; 1: newest frame only [config: ros2.image_depth].
-    #[arg(long, env = "DOSOD_ROS_IMAGE_DEPTH")]
-    pub image_depth: Option<usize>,
-    /// Detections QoS: reliable or best_effort [config: ros2.detections_reliability].
-    #[arg(long, env = "DOSOD_ROS_DETECTIONS_RELIABILITY")]
-    pub detections_reliability: Option<String>,
-    /// Detections history depth [config: ros2.detections_depth].
-    #[arg(long, env = "DOSOD_ROS_DETECTIONS_DEPTH")]
-    pub detections_depth: Option<usize>,
-    /// Initial classes, e.g. "person, forklift|fork lift" [config: ros2.classes].
-    #[arg(long, env = "DOSOD_ROS_CLASSES")]
-    pub classes: Option<String>,
-    /// Initial named or built-in vocabulary when --classes is empty [config: ros2.vocabulary].
-    #[arg(long, env = "DOSOD_ROS_VOCABULARY")]
-    pub vocabulary: Option<String>,
-    /// Initial minimum score [config: ros2.score_threshold; default: the bundle's].
-    #[arg(long, env = "DOSOD_ROS_SCORE_THRESHOLD")]
-    pub score_threshold: Option<f32>,
-    /// Initial value of the `enabled` parameter [config: ros2.enabled].
-    #[arg(long, env = "DOSOD_ROS_ENABLED")]
-    pub enabled: Option<bool>,
-    /// Seconds between summary log lines; 0: only at exit [config: ros2.summary_interval_s].
-    #[arg(long, env = "DOSOD_ROS_SUMMARY_INTERVAL_S")]
-    pub summary_interval_s: Option<f64>,
 }
 
 impl Ros2Args {
     /// The file's `[ros2]` with every given flag applied, `ROS_DOMAIN_ID` read when no domain
     /// is set, checked.
-    pub fn apply(&self, base: &Ros2Settings) -> Result<Ros2Settings, String> {
-        self.apply_with(base, std::env::var("ROS_DOMAIN_ID").ok())
+    pub fn settings(&self, base: &Ros2Settings) -> Result<Ros2Settings, String> {
+        self.settings_with(base, std::env::var("ROS_DOMAIN_ID").ok())
     }
 
-    fn apply_with(
+    fn settings_with(
         &self,
         base: &Ros2Settings,
         ros_domain_id: Option<String>,
     ) -> Result<Ros2Settings, String> {
         let mut s = base.clone();
-        macro_rules! set {
-            ($($f:ident),*) => { $( if let Some(v) = &self.$f { s.$f = v.clone(); } )* };
-        }
-        set!(
-            node_name,
-            namespace,
-            image_topic,
-            compressed_topic,
-            detections_topic,
-            annotated_topic,
-            vocabulary_topic,
-            frame_id,
-            image_reliability,
-            image_depth,
-            detections_reliability,
-            detections_depth,
-            classes,
-            vocabulary,
-            enabled,
-            summary_interval_s
-        );
-        if self.domain_id.is_some() {
-            s.domain_id = self.domain_id;
-        }
+        self.apply(&mut s);
         if s.domain_id.is_none()
             && let Some(v) = ros_domain_id.filter(|v| !v.trim().is_empty())
         {
@@ -172,9 +65,6 @@ impl Ros2Args {
                 .parse()
                 .map_err(|_| format!("ROS_DOMAIN_ID `{v}` is not a domain id (0..=232)"))?;
             s.domain_id = Some(id);
-        }
-        if self.score_threshold.is_some() {
-            s.score_threshold = self.score_threshold;
         }
         s.validate()?;
         Ok(s)
@@ -302,11 +192,11 @@ mod tests {
     fn flags_override_and_bad_values_are_named() {
         let args = Ros2Args {
             image_topic: Some("/front/image".into()),
-            domain_id: Some(7),
+            domain_id: Some(Some(7)),
             ..Default::default()
         };
         let s = args
-            .apply_with(&Ros2Settings::default(), Some("3".into()))
+            .settings_with(&Ros2Settings::default(), Some("3".into()))
             .unwrap();
         assert_eq!(
             (s.image_topic.as_str(), s.domain_id),
@@ -320,14 +210,14 @@ mod tests {
         };
         let env = Some("3".to_string());
         assert_eq!(
-            none.apply_with(&file, env.clone()).unwrap().domain_id,
+            none.settings_with(&file, env.clone()).unwrap().domain_id,
             Some(9)
         );
         let d = Ros2Settings::default();
-        assert_eq!(none.apply_with(&d, env).unwrap().domain_id, Some(3));
-        assert!(none.apply_with(&d, Some("x".into())).is_err());
-        assert_eq!(none.apply_with(&d, None).unwrap().domain_id, None);
-        let bad = |a: Ros2Args| a.apply_with(&Ros2Settings::default(), None).unwrap_err();
+        assert_eq!(none.settings_with(&d, env).unwrap().domain_id, Some(3));
+        assert!(none.settings_with(&d, Some("x".into())).is_err());
+        assert_eq!(none.settings_with(&d, None).unwrap().domain_id, None);
+        let bad = |a: Ros2Args| a.settings_with(&Ros2Settings::default(), None).unwrap_err();
         let e = bad(Ros2Args {
             image_reliability: Some("sometimes".into()),
             ..Default::default()
@@ -344,7 +234,7 @@ mod tests {
         });
         assert!(e.contains("namespace"), "{e}");
         let e = bad(Ros2Args {
-            domain_id: Some(300),
+            domain_id: Some(Some(300)),
             ..Default::default()
         });
         assert!(e.contains("domain_id"), "{e}");

@@ -122,7 +122,6 @@ pub struct Status {
         VocabRef,
         DetectOptions,
         crate::stream::StreamStatus,
-        streams::StreamVocabulary,
         Classes,
         streams::StreamList,
     )),

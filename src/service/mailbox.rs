@@ -38,9 +38,6 @@ impl<T> Mailbox<T> {
     /// once closed.
     pub fn take(&self, wait: Duration) -> Option<T> {
         let slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_some() {
-            return { slot }.take();
-        }
         let (mut slot, _) = self
             .ready
             .wait_timeout_while(slot, wait, |s| s.is_none() && !self.is_closed())

@@ -169,7 +169,6 @@ pub(crate) fn open_store(settings: &Settings) -> anyhow::Result<VocabStore> {
     )?;
     let store = VocabStore::open(Arc::new(engine), settings.vocabulary.clone())?;
     for e in store.load_errors() {
-        tracing::warn!("skipped vocabulary file {e}");
         eprintln!("warning: skipped vocabulary file {e}");
     }
     Ok(store)

@@ -95,7 +95,7 @@ impl Scheduler {
         })
     }
 
-    /// Jobs queued and not yet taken by the worker.
+    /// Places reserved or queued and not yet taken by the worker (what `queue_size` bounds).
     pub fn depth(&self) -> usize {
         self.depth.load(Ordering::Relaxed)
     }

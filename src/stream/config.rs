@@ -140,73 +140,22 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// `[mqtt]`: where detections and events are published. An empty host turns MQTT off.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct MqttSettings {
-    pub host: String,
-    pub port: u16,
-    pub client_id: String,
-    /// Topics start with this: `<prefix>/available`, `<prefix>/<camera>/detections`, ….
-    pub topic_prefix: String,
-    pub username: String,
-    pub password: String,
-    pub keep_alive_s: u64,
-    /// Messages waiting for the broker; when full (broker down), new ones are dropped and counted.
-    pub queue: usize,
-    /// Publish every processed frame on `<camera>/detections` (events and counts always go).
-    pub publish_detections: bool,
-}
-
-impl Default for MqttSettings {
-    fn default() -> Self {
-        Self {
-            host: String::new(),
-            port: 1883,
-            client_id: "dosod".into(),
-            topic_prefix: "dosod".into(),
-            username: String::new(),
-            password: String::new(),
-            keep_alive_s: 15,
-            queue: 256,
-            publish_detections: true,
-        }
-    }
-}
-
-/// Flags of `dosod stream` and `dosod serve` for `[mqtt]`; each overrides its key.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct MqttArgs {
-    /// MQTT broker host; empty: no MQTT [config: mqtt.host].
-    #[arg(long, env = "DOSOD_MQTT_HOST")]
-    pub mqtt_host: Option<String>,
-    #[arg(long, env = "DOSOD_MQTT_PORT")]
-    pub mqtt_port: Option<u16>,
-    #[arg(long, env = "DOSOD_MQTT_CLIENT_ID")]
-    pub mqtt_client_id: Option<String>,
-    #[arg(long, env = "DOSOD_MQTT_TOPIC_PREFIX")]
-    pub mqtt_topic_prefix: Option<String>,
-    #[arg(long, env = "DOSOD_MQTT_USERNAME")]
-    pub mqtt_username: Option<String>,
-    #[arg(long, env = "DOSOD_MQTT_PASSWORD", hide_env_values = true)]
-    pub mqtt_password: Option<String>,
-    #[arg(long, env = "DOSOD_MQTT_KEEP_ALIVE_S")]
-    pub mqtt_keep_alive_s: Option<u64>,
-    #[arg(long, env = "DOSOD_MQTT_QUEUE")]
-    pub mqtt_queue: Option<usize>,
-    #[arg(long, env = "DOSOD_MQTT_PUBLISH_DETECTIONS")]
-    pub mqtt_publish_detections: Option<bool>,
-}
-
-impl MqttArgs {
-    pub fn apply(&self, m: &mut MqttSettings) {
-        macro_rules! set {
-            ($($flag:ident => $key:ident),*) => { $( if let Some(v) = &self.$flag { m.$key = v.clone(); } )* };
-        }
-        set!(mqtt_host => host, mqtt_port => port, mqtt_client_id => client_id,
-            mqtt_topic_prefix => topic_prefix, mqtt_username => username,
-            mqtt_password => password, mqtt_keep_alive_s => keep_alive_s, mqtt_queue => queue,
-            mqtt_publish_detections => publish_detections);
+section! {
+    /// `[mqtt]`: where detections and events are published. An empty host turns MQTT off.
+    pub struct MqttSettings, flags MqttArgs (global = false) {
+        /// MQTT broker host; empty: no MQTT.
+        host: String = String::new() => "mqtt-host", "DOSOD_MQTT_HOST";
+        port: u16 = 1883 => "mqtt-port", "DOSOD_MQTT_PORT";
+        client_id: String = "dosod".into() => "mqtt-client-id", "DOSOD_MQTT_CLIENT_ID";
+        /// Topics start with this: `<prefix>/available`, `<prefix>/<camera>/detections`, ….
+        topic_prefix: String = "dosod".into() => "mqtt-topic-prefix", "DOSOD_MQTT_TOPIC_PREFIX";
+        username: String = String::new() => "mqtt-username", "DOSOD_MQTT_USERNAME";
+        password: String = String::new() => "mqtt-password", "DOSOD_MQTT_PASSWORD", hide_env_values = true;
+        keep_alive_s: u64 = 15 => "mqtt-keep-alive-s", "DOSOD_MQTT_KEEP_ALIVE_S";
+        /// Messages waiting for the broker; when full (broker down), new ones are dropped and counted.
+        queue: usize = 256 => "mqtt-queue", "DOSOD_MQTT_QUEUE";
+        /// Publish every processed frame on `<camera>/detections` (events and counts always go).
+        publish_detections: bool = true => "mqtt-publish-detections", "DOSOD_MQTT_PUBLISH_DETECTIONS";
     }
 }
 

@@ -96,8 +96,12 @@ pub fn path_str(p: &Path) -> &str {
 
 /// The detections of one report as (label, score, box).
 pub fn detections(report: &Value) -> Vec<(String, f64, [f64; 4])> {
-    report["detections"]
-        .as_array()
+    detection_rows(&report["detections"])
+}
+
+/// A JSON list of detections as (label, score, box).
+pub fn detection_rows(list: &Value) -> Vec<(String, f64, [f64; 4])> {
+    list.as_array()
         .expect("detections array")
         .iter()
         .map(|d| {

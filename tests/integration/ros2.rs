@@ -52,6 +52,28 @@ fn next_domain() -> u16 {
     20 + rand::random_range(0..50u16) * 4 + NEXT_DOMAIN.fetch_add(1, Ordering::SeqCst)
 }
 
+/// Runs one Cyclone DDS peer subcommand on `domain` and returns its JSON report; `log` says
+/// what the node logged, for the failure message.
+fn peer(domain: u16, args: &[&str], log: impl FnOnce() -> String) -> Value {
+    let out = Command::new(root().join(".venv/bin/python"))
+        .args(["-m", "dosod_tools.ros2.peer"])
+        .args(["--domain", &domain.to_string()])
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run the Cyclone DDS peer");
+    assert!(
+        out.status.success(),
+        "peer {args:?} failed: {}\n{}\nnode log:\n{}",
+        stderr(&out),
+        stdout(&out),
+        log()
+    );
+    let text = stdout(&out);
+    serde_json::from_str(text.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("peer output {text}: {e}"))
+}
+
 /// What each DDS test starts with: the serial lock, the peer check, then `dosod ros` with
 /// `extra` flags. `None` where no Cyclone DDS peer can run (see [`cyclone_dds`]).
 fn node_for_test(extra: &[&str]) -> Option<(MutexGuard<'static, ()>, RosNode)> {
@@ -117,23 +139,7 @@ impl RosNode {
 
     /// Runs one peer subcommand on the node's domain and returns its JSON report.
     fn peer(&self, args: &[&str]) -> Value {
-        let out = Command::new(root().join(".venv/bin/python"))
-            .args(["-m", "dosod_tools.ros2.peer"])
-            .args(["--domain", &self.domain.to_string()])
-            .args(args)
-            .current_dir(root())
-            .output()
-            .expect("run the Cyclone DDS peer");
-        assert!(
-            out.status.success(),
-            "peer {args:?} failed: {}\n{}\nnode log:\n{}",
-            stderr(&out),
-            stdout(&out),
-            self.log().join("\n")
-        );
-        let text = stdout(&out);
-        serde_json::from_str(text.lines().last().unwrap_or(""))
-            .unwrap_or_else(|e| panic!("peer output {text}: {e}"))
+        peer(self.domain, args, || self.log().join("\n"))
     }
 
     fn log(&self) -> Vec<String> {
@@ -590,23 +596,14 @@ fn a_ros2_frame_and_an_http_request_run_in_one_batch() {
         let batch = resp.headers()["x-batch-size"].to_str().unwrap().to_string();
         (resp.status().as_u16(), batch, resp.json::<Value>().unwrap())
     });
-    let python = root().join(".venv/bin/python");
-    let out = Command::new(python)
-        .args([
-            "-m",
-            "dosod_tools.ros2.peer",
-            "--domain",
-            &domain.to_string(),
-        ])
-        .args(["frames", "--image", path_str(&scene()), "--kinds", "rgb8"])
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "peer: {}", stderr(&out));
+    let report = peer(
+        domain,
+        &["frames", "--image", path_str(&scene()), "--kinds", "rgb8"],
+        || "(dosod serve --ros2)".into(),
+    );
     let (status, batch, body) = http.join().unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!(batch, "2", "the HTTP request ran alone: {body}");
-    let report: Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
     let ros = received(&report["results"][0]);
     let http_labels: Vec<&str> = body["detections"]
         .as_array()

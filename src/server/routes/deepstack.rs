@@ -41,8 +41,9 @@ pub async fn deepstack(
     };
     let (vocab, params) = state.choose(&input.options, fallback).await?;
     let bytes = input.images.into_iter().next().expect("checked non-empty");
-    let (response, detected) = state.detect_one(bytes, vocab, params).await?;
-    let mut predictions: Vec<serde_json::Value> = response
+    let answer = state.detect_one(bytes, vocab, params, false).await?;
+    let mut predictions: Vec<serde_json::Value> = answer
+        .response
         .detections
         .iter()
         .map(|d| {
@@ -64,6 +65,6 @@ pub async fn deepstack(
     });
     let mut resp =
         Json(serde_json::json!({"success": true, "predictions": predictions})).into_response();
-    timing_headers(&mut resp, &detected);
+    timing_headers(&mut resp, &answer);
     Ok(resp)
 }

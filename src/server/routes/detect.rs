@@ -41,11 +41,12 @@ pub async fn detect(
         .choose(&input.options, &state.settings.default_vocabulary)
         .await?;
     let bytes = input.images.into_iter().next().expect("one image");
-    let (response, detected) = state.detect_one(bytes, vocab, params).await?;
-    let mut resp = match format {
-        Some(fmt) => {
-            let img = detected.image.clone();
-            let dets = response.detections;
+    let mut answer = state
+        .detect_one(bytes, vocab, params, format.is_some())
+        .await?;
+    let mut resp = match (format, answer.image.take()) {
+        (Some(fmt), Some(img)) => {
+            let dets = std::mem::take(&mut answer.response.detections);
             let bytes = tokio::task::spawn_blocking(move || {
                 let img = std::sync::Arc::unwrap_or_clone(img);
                 crate::engine::annotate::encode(img, &dets, fmt)
@@ -60,9 +61,9 @@ pub async fn detect(
             };
             ([(header::CONTENT_TYPE, mime)], bytes).into_response()
         }
-        None => Json(response).into_response(),
+        _ => Json(&answer.response).into_response(),
     };
-    timing_headers(&mut resp, &detected);
+    timing_headers(&mut resp, &answer);
     Ok(resp)
 }
 
@@ -83,13 +84,13 @@ pub async fn detect_batch(
     let futures = input.images.into_iter().map(|bytes| {
         let state = state.clone();
         let (vocab, params) = (vocab.clone(), params.clone());
-        async move { state.detect_one(bytes, vocab, params).await }
+        async move { state.detect_one(bytes, vocab, params, false).await }
     });
     let results = futures_join_all(futures).await;
     let items: Vec<BatchItem> = results
         .into_iter()
         .map(|r| match r {
-            Ok((response, _)) => BatchItem::Ok(response),
+            Ok(answer) => BatchItem::Ok(answer.response),
             Err(e) => BatchItem::Err {
                 error: e.to_string(),
                 error_type: e.error_type(),

@@ -39,28 +39,48 @@ impl AppState {
         Ok((vocab, params))
     }
 
-    /// One encoded image through the service's detection path.
+    /// One encoded image through the service's detection path; its pixels are kept only when
+    /// the answer is the annotated image.
     pub(crate) async fn detect_one(
         &self,
         bytes: axum::body::Bytes,
         vocab: Arc<Vocabulary>,
         params: DetectParams,
-    ) -> Result<(DetectResponse, Detected), ApiError> {
-        let detected = self
+        keep_image: bool,
+    ) -> Result<Answer, ApiError> {
+        let Detected {
+            detections,
+            image,
+            timings,
+            batch_size,
+        } = self
             .service
             .detect(Frame::Encoded(bytes), vocab.clone(), params)
             .await?;
         let response = DetectResponse {
-            detections: detected.detections.clone(),
+            detections,
             image: ImageSize {
-                width: detected.image.width(),
-                height: detected.image.height(),
+                width: image.width(),
+                height: image.height(),
             },
             vocabulary: VocabRef::from(vocab.as_ref()),
-            timings_ms: detected.timings,
+            timings_ms: timings,
         };
-        Ok((response, detected))
+        Ok(Answer {
+            response,
+            batch_size,
+            image: keep_image.then_some(image),
+        })
     }
+}
+
+/// One image's answer as the detection routes send it.
+pub(crate) struct Answer {
+    pub response: DetectResponse,
+    /// Images in the forward pass this one ran in (`x-batch-size`).
+    pub batch_size: usize,
+    /// The decoded pixels, kept for an annotated answer only.
+    pub image: Option<Arc<image::RgbImage>>,
 }
 
 /// Which image format the client wants back, if any.
@@ -81,9 +101,10 @@ pub(crate) fn wants_image(
     }
 }
 
-pub(crate) fn timing_headers(resp: &mut Response, d: &Detected) {
+/// `x-queue-time`, `x-inference-time`, `x-total-time` (ms) and `x-batch-size`.
+pub(crate) fn timing_headers(resp: &mut Response, answer: &Answer) {
     let h = resp.headers_mut();
-    let t = &d.timings;
+    let t = &answer.response.timings_ms;
     for (name, v) in [
         ("x-queue-time", t.queue),
         ("x-inference-time", t.inference),
@@ -93,5 +114,5 @@ pub(crate) fn timing_headers(resp: &mut Response, d: &Detected) {
             h.insert(name, v);
         }
     }
-    h.insert("x-batch-size", HeaderValue::from(d.batch_size));
+    h.insert("x-batch-size", HeaderValue::from(answer.batch_size));
 }

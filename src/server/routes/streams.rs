@@ -10,24 +10,11 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 
 use crate::server::AppState;
 use crate::server::error::ApiError;
+use crate::server::input::DetectOptions;
 use crate::stream::{Processed, Stream, StreamMessage, StreamStatus};
-use crate::vocab::spec::Classes;
-use crate::vocab::store::VocabRequest;
-
-/// `PUT /v1/streams/{name}/vocabulary` body: classes (list or `,`/`|` string) or a named
-/// vocabulary, and optionally a new score threshold.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StreamVocabulary {
-    pub classes: Option<Classes>,
-    pub template: Option<String>,
-    pub vocabulary: Option<String>,
-    pub score_threshold: Option<f32>,
-}
 
 #[derive(utoipa::ToSchema, serde::Serialize)]
 pub struct StreamList {
@@ -65,9 +52,10 @@ pub async fn get(
     Ok(Json(stream(&state, &name)?.status()).into_response())
 }
 
-/// `PUT /v1/streams/{name}/vocabulary`: applies from the next frame, no restart.
+/// `PUT /v1/streams/{name}/vocabulary`: the detect options (classes or a vocabulary, and
+/// thresholds) of a camera; they apply from the next frame, no restart.
 #[utoipa::path(put, path = "/v1/streams/{name}/vocabulary", operation_id = "put_stream_vocabulary", tag = "streams", params(("name" = String, Path)),
-    request_body = StreamVocabulary,
+    request_body = DetectOptions,
     responses((status = 200, description = "the stream's new status", body = StreamStatus), (status = 400, description = "malformed request", body = crate::server::openapi::ErrorBody), (status = 404, description = "unknown stream or vocabulary", body = crate::server::openapi::ErrorBody), (status = 422, description = "invalid vocabulary or threshold", body = crate::server::openapi::ErrorBody)))]
 pub async fn put_vocabulary(
     State(state): State<Arc<AppState>>,
@@ -75,18 +63,17 @@ pub async fn put_vocabulary(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let target = stream(&state, &name)?;
-    let req: StreamVocabulary = serde_json::from_slice(&body)
+    let body: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
-    let params = target
-        .params()
-        .overridden(req.score_threshold, None, None, None)?;
+    let options = DetectOptions::from_fields(Vec::new(), body).map_err(ApiError::BadRequest)?;
+    if options.annotate.is_some() {
+        return Err(ApiError::BadRequest(
+            "`annotate` does not apply to a camera: use /mjpeg or /snapshot.jpg".into(),
+        ));
+    }
+    let params = options.params(target.params())?;
+    let request = options.vocab_request();
     let store = state.service.store.clone();
-    let request = VocabRequest {
-        classes: req.classes,
-        template: req.template,
-        name: req.vocabulary,
-        ..Default::default()
-    };
     let vocab = tokio::task::spawn_blocking(move || {
         if request.classes.is_none() && request.name.is_none() {
             return Ok::<_, ApiError>(None);
@@ -95,12 +82,16 @@ pub async fn put_vocabulary(
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let changes_params = options.score_threshold.is_some()
+        || options.iou_threshold.is_some()
+        || options.max_detections.is_some()
+        || options.multi_label.is_some();
     match vocab {
         Some(v) => target.set_vocabulary(v, params),
-        None if req.score_threshold.is_some() => target.set_vocabulary(target.vocabulary(), params),
+        None if changes_params => target.set_vocabulary(target.vocabulary(), params),
         None => {
             return Err(ApiError::BadRequest(
-                "give `classes`, `vocabulary` or `score_threshold`".into(),
+                "give `classes`, `vocabulary` or a parameter such as `score_threshold`".into(),
             ));
         }
     }

@@ -21,24 +21,7 @@ fn to_image(b: [f64; 4], w: f64, h: f64) -> [f64; 4] {
 }
 
 fn expected_rows(case: &str) -> Vec<(String, f64, [f64; 4])> {
-    expected()["detections_in_input_pixels"][case]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            let b: Vec<f64> = d["box"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-                .collect();
-            (
-                d["label"].as_str().unwrap().to_string(),
-                d["score"].as_f64().unwrap(),
-                [b[0], b[1], b[2], b[3]],
-            )
-        })
-        .collect()
+    detection_rows(&expected()["detections_in_input_pixels"][case])
 }
 
 fn assert_same(got: &[(String, f64, [f64; 4])], want: &[(String, f64, [f64; 4])], tol_px: f64) {

@@ -230,6 +230,7 @@ mod tests {
         assert_eq!(shipped.batching, BatchSettings::default());
         assert_eq!(shipped.server, ServerSettings::default());
         assert_eq!(shipped.runtime, RuntimeOptions::default());
+        assert_eq!(shipped.mqtt, MqttSettings::default());
         let example = Settings::load(Some(&root.join("configs/streams-example.toml"))).unwrap();
         assert_eq!(example.streams.len(), 2);
         validate_streams(&example.streams).unwrap();

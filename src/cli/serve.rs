@@ -51,7 +51,7 @@ pub fn run(settings: &Settings, args: &ServeArgs) -> Result<std::process::ExitCo
         } else {
             let ctx = StreamContext {
                 service: service.clone(),
-                mqtt: start_mqtt(&mqtt),
+                mqtt: start_mqtt(&mqtt)?,
             };
             let manager = StreamManager::start(streams, ctx)?;
             let _ = state.streams.set(manager.clone());
@@ -108,11 +108,16 @@ fn start_ros(
 }
 
 /// The MQTT client when `[mqtt] host` is set (needs a running tokio runtime).
-pub fn start_mqtt(settings: &crate::stream::config::MqttSettings) -> Option<Arc<MqttPublisher>> {
-    (!settings.host.is_empty()).then(|| {
+pub fn start_mqtt(
+    settings: &crate::stream::config::MqttSettings,
+) -> Result<Option<Arc<MqttPublisher>>> {
+    settings
+        .validate()
+        .map_err(|e| anyhow::anyhow!("mqtt: {e}"))?;
+    Ok((!settings.host.is_empty()).then(|| {
         Arc::new(MqttPublisher::start(
             settings,
             &tokio::runtime::Handle::current(),
         ))
-    })
+    }))
 }

@@ -28,7 +28,7 @@ pub fn run(settings: &Settings, args: &StreamArgs) -> Result<std::process::ExitC
     runtime.block_on(async {
         let ctx = StreamContext {
             service,
-            mqtt: start_mqtt(&mqtt),
+            mqtt: start_mqtt(&mqtt)?,
         };
         let manager = StreamManager::start(&settings.streams, ctx)?;
         println!(

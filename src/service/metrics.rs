@@ -20,7 +20,7 @@ pub struct Metrics {
     pub stream_up: IntGaugeVec,
     /// Per camera and `kind` (received, processed, skipped): frames per second.
     pub stream_fps: GaugeVec,
-    /// Per camera and `kind` (received, processed, skipped): frames since start.
+    /// Per camera and `kind` (received, processed, skipped, stale): frames since start.
     pub stream_frames: IntGaugeVec,
     pub stream_restarts: IntGaugeVec,
     /// Frame read to detections published.
@@ -89,7 +89,7 @@ impl Metrics {
         let stream_frames = IntGaugeVec::new(
             Opts::new(
                 "stream_frames_total",
-                "frames received, processed and skipped",
+                "frames received, processed, skipped and stale",
             ),
             &["stream", "kind"],
         )

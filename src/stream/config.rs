@@ -28,11 +28,20 @@ pub struct StreamConfig {
     /// Files: start again at the end.
     #[serde(rename = "loop")]
     pub loop_file: bool,
-    /// No frame for this long: the source is killed and restarted.
+    /// The watchdog's window: a source that delivers fewer than
+    /// `max(1, watchdog_min_fps × watchdog_s)` frames in the last `watchdog_s` seconds (a silent
+    /// or a crawling camera) is killed and restarted.
     pub watchdog_s: f64,
-    /// First wait before a reconnect; doubles per failure up to `backoff_max_s`.
+    /// The slowest input frame rate the watchdog accepts (0: only silence trips it).
+    pub watchdog_min_fps: f64,
+    /// First wait before a reconnect; doubles per failure up to `backoff_max_s`, and starts
+    /// again from here once the new connection delivers a frame.
     pub backoff_s: f64,
+    /// The longest wait between reconnects: a camera back after any outage is running again
+    /// within about this plus its connection time.
     pub backoff_max_s: f64,
+    /// A frame older than this when the detector would take it is dropped, never processed.
+    pub max_frame_age_s: f64,
     /// Network read timeout handed to the decoder.
     pub timeout_s: f64,
 }
@@ -51,9 +60,11 @@ impl Default for StreamConfig {
             detect_width: 640,
             realtime: true,
             loop_file: false,
-            watchdog_s: 20.0,
-            backoff_s: 10.0,
-            backoff_max_s: 120.0,
+            watchdog_s: 10.0,
+            watchdog_min_fps: 0.5,
+            backoff_s: 1.0,
+            backoff_max_s: 8.0,
+            max_frame_age_s: 1.0,
             timeout_s: 10.0,
         }
     }
@@ -90,6 +101,8 @@ impl StreamConfig {
         for (key, v) in [
             ("fps", self.fps),
             ("watchdog_s", self.watchdog_s),
+            ("watchdog_min_fps", self.watchdog_min_fps),
+            ("max_frame_age_s", self.max_frame_age_s),
             ("backoff_s", self.backoff_s),
             ("backoff_max_s", self.backoff_max_s),
             ("timeout_s", self.timeout_s),
@@ -100,6 +113,9 @@ impl StreamConfig {
         }
         if self.watchdog_s < 1.0 {
             return Err(format!("streams `{name}`: watchdog_s must be >= 1"));
+        }
+        if self.max_frame_age_s <= 0.0 {
+            return Err(format!("streams `{name}`: max_frame_age_s must be > 0"));
         }
         if !(16..=8192).contains(&self.detect_width) {
             return Err(format!("streams `{name}`: detect_width must be 16..8192"));
@@ -152,10 +168,26 @@ section! {
         username: String = String::new() => "mqtt-username", "DOSOD_MQTT_USERNAME";
         password: String = String::new() => "mqtt-password", "DOSOD_MQTT_PASSWORD", hide_env_values = true;
         keep_alive_s: u64 = 15 => "mqtt-keep-alive-s", "DOSOD_MQTT_KEEP_ALIVE_S";
-        /// Messages waiting for the broker; when full (broker down), new ones are dropped and counted.
+        /// Messages waiting for the broker (the outbox). A camera's detections and each count
+        /// topic keep only their newest message; when full, the oldest detections go first.
         queue: usize = 256 => "mqtt-queue", "DOSOD_MQTT_QUEUE";
+        /// Detections not sent within this many seconds are dropped (events and counts are kept).
+        max_age_s: f64 = 1.0 => "mqtt-max-age-s", "DOSOD_MQTT_MAX_AGE_S";
         /// Publish every processed frame on `<camera>/detections` (events and counts always go).
         publish_detections: bool = true => "mqtt-publish-detections", "DOSOD_MQTT_PUBLISH_DETECTIONS";
+    }
+}
+
+impl MqttSettings {
+    /// Checks the values a file or flag can get wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.max_age_s.is_finite() && self.max_age_s > 0.0) {
+            return Err(format!("max_age_s must be > 0 (got {})", self.max_age_s));
+        }
+        if self.queue == 0 {
+            return Err("queue must be >= 1".into());
+        }
+        Ok(())
     }
 }
 

@@ -3,10 +3,11 @@
 
 pub(crate) mod config;
 pub(crate) mod mqtt;
+pub(crate) mod outbox;
 pub(crate) mod source;
 pub(crate) mod tracker;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,12 +22,14 @@ use crate::engine::{Detection, Vocabulary};
 use crate::service::{Frame as ServiceFrame, Service};
 use crate::vocab::store::VocabRequest;
 use config::StreamConfig;
-use mqtt::{MqttPublisher, topic_level};
+use mqtt::{Kind, MqttPublisher, topic_level};
 use source::{Frame, FrameSlot, RunningSource};
 use tracker::{Event, Tracker, TrackerParams};
 
 /// The worker loop's longest sleep (how fast it sees state changes and shutdown).
 const TICK: Duration = Duration::from_millis(100);
+/// How often the watchdog samples the frame counter.
+const WATCHDOG_SAMPLE: Duration = Duration::from_millis(250);
 
 /// What SSE clients receive: `event: detections` or `event: event`, data = JSON.
 #[derive(Debug, Clone)]
@@ -72,14 +75,19 @@ pub struct StreamStatus {
     pub url: String,
     pub backend: String,
     pub enabled: bool,
-    /// `starting`, `connecting`, `running`, `reconnecting` (waiting to retry), `disabled`,
-    /// `ended` (a file without `loop` played to its end).
+    /// `starting` → `connecting` (decoder started, no frame yet) → `running` (frames
+    /// processed) → `reconnecting` (the source failed; waiting `retry_in_s`) → `connecting` …;
+    /// also `disabled`, and `ended` (a file without `loop` played to its end).
     pub state: String,
     pub last_error: Option<String>,
+    /// Seconds until the next connection attempt, while `reconnecting`.
+    pub retry_in_s: Option<f64>,
     pub restarts: u64,
     pub frames_received: u64,
     pub frames_processed: u64,
     pub frames_skipped: u64,
+    /// Frames dropped as older than `max_frame_age_s` or left over from a lost connection.
+    pub frames_stale: u64,
     /// Frames per second over the last few seconds.
     pub input_fps: f64,
     pub fps: f64,
@@ -102,6 +110,7 @@ pub struct Stream {
     enabled: AtomicBool,
     slot: Arc<FrameSlot>,
     status: Mutex<StreamStatus>,
+    retry_at: Mutex<Option<Instant>>,
     messages: broadcast::Sender<StreamMessage>,
     latest: watch::Sender<Option<Arc<Processed>>>,
 }
@@ -120,6 +129,13 @@ impl Stream {
             .slot
             .last_received()
             .map(|t| (t.elapsed().as_secs_f64() * 1e3).round() / 1e3);
+        s.retry_in_s = (s.state == "reconnecting")
+            .then(|| *self.retry_at.lock().unwrap_or_else(|p| p.into_inner()))
+            .flatten()
+            .map(|at| {
+                let left = at.saturating_duration_since(Instant::now());
+                (left.as_secs_f64() * 10.0).round() / 10.0
+            });
         s
     }
 
@@ -159,6 +175,15 @@ impl Stream {
 
     fn update_status(&self, f: impl FnOnce(&mut StreamStatus)) {
         f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// Moves to `state`, logging the transition.
+    fn set_state(&self, state: &str) {
+        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        if s.state != state {
+            tracing::info!(stream = %s.name, from = %s.state, to = state, "stream state");
+            s.state = state.to_string();
+        }
     }
 }
 
@@ -212,10 +237,12 @@ impl StreamManager {
                     enabled: cfg.enabled,
                     state: "starting".into(),
                     last_error: None,
+                    retry_in_s: None,
                     restarts: 0,
                     frames_received: 0,
                     frames_processed: 0,
                     frames_skipped: 0,
+                    frames_stale: 0,
                     input_fps: 0.0,
                     fps: 0.0,
                     skipped_fps: 0.0,
@@ -225,6 +252,7 @@ impl StreamManager {
                     score_threshold: 0.0,
                     objects: BTreeMap::new(),
                 }),
+                retry_at: Mutex::new(None),
                 messages,
                 latest,
             }));
@@ -289,6 +317,8 @@ struct Worker {
     stop: Arc<AtomicBool>,
     source: Option<RunningSource>,
     source_started: Instant,
+    /// (when, frames received so far), every [`WATCHDOG_SAMPLE`] over the watchdog window.
+    samples: VecDeque<(Instant, u64)>,
     retry_at: Instant,
     backoff: Duration,
     last_processed: Option<Instant>,
@@ -315,6 +345,7 @@ impl Worker {
             stop,
             source: None,
             source_started: Instant::now(),
+            samples: VecDeque::new(),
             retry_at: Instant::now(),
             backoff,
             last_processed: None,
@@ -363,25 +394,16 @@ impl Worker {
                 self.fail(reason);
                 continue;
             }
-            let last = self
-                .stream
-                .slot
-                .last_received()
-                .filter(|t| *t > self.source_started)
-                .unwrap_or(self.source_started);
-            let watchdog = Duration::from_secs_f64(self.stream.config.watchdog_s);
-            if last.elapsed() > watchdog {
-                self.fail(format!(
-                    "watchdog: no frame for {:.0} s",
-                    self.stream.config.watchdog_s
-                ));
+            if let Some(reason) = self.watchdog() {
+                self.fail(reason);
                 continue;
             }
             if let Some(wait) = self.fps_wait() {
                 std::thread::sleep(wait.min(TICK));
                 continue;
             }
-            match self.stream.slot.take(TICK) {
+            let max_age = Duration::from_secs_f64(self.stream.config.max_frame_age_s);
+            match self.stream.slot.take(TICK, max_age) {
                 Some(frame) => self.process(frame),
                 None => {
                     let events = self.tracker.expire(source::now_epoch());
@@ -390,6 +412,39 @@ impl Worker {
             }
         }
         self.stop_source("stopped", None);
+    }
+
+    /// Whether the source is too slow: fewer than `max(1, watchdog_min_fps × watchdog_s)` frames
+    /// in the last `watchdog_s` seconds of this connection (silence, or a frozen server that
+    /// lets a frame through now and then).
+    fn watchdog(&mut self) -> Option<String> {
+        let cfg = &self.stream.config;
+        let window = Duration::from_secs_f64(cfg.watchdog_s);
+        let now = Instant::now();
+        let received = self.stream.slot.received.load(Ordering::Relaxed);
+        if self
+            .samples
+            .back()
+            .is_none_or(|(t, _)| now.duration_since(*t) >= WATCHDOG_SAMPLE)
+        {
+            self.samples.push_back((now, received));
+        }
+        let start = now.checked_sub(window)?;
+        // Keep the newest sample at or before the window's start.
+        while self.samples.len() >= 2 && self.samples[1].0 <= start {
+            self.samples.pop_front();
+        }
+        if self.source_started > start {
+            return None; // this connection is younger than one window
+        }
+        let frames = received - self.samples.front()?.1;
+        let needed = (cfg.watchdog_min_fps * cfg.watchdog_s).floor().max(1.0) as u64;
+        (frames < needed).then(|| {
+            format!(
+                "watchdog: {frames} frame(s) in {:.0} s, at least {needed} expected",
+                cfg.watchdog_s
+            )
+        })
     }
 
     /// Time left before the fps cap allows the next frame.
@@ -407,11 +462,16 @@ impl Worker {
             std::thread::sleep(wait.min(TICK));
             return;
         }
-        self.stream.update_status(|s| s.state = "connecting".into());
+        self.stream.set_state("connecting");
         match source::start(&self.stream.config, self.stream.slot.clone()) {
             Ok(src) => {
                 self.source = Some(src);
                 self.source_started = Instant::now();
+                self.samples.clear();
+                self.samples.push_back((
+                    self.source_started,
+                    self.stream.slot.received.load(Ordering::Relaxed),
+                ));
                 tracing::info!(stream = %self.name(), "source started");
             }
             Err(e) => self.fail(e),
@@ -423,6 +483,11 @@ impl Worker {
         tracing::warn!(stream = %self.name(), error = %reason, retry_in_s = self.backoff.as_secs_f64(), "source down");
         self.stop_source("reconnecting", Some(reason));
         self.retry_at = Instant::now() + self.backoff;
+        *self
+            .stream
+            .retry_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(self.retry_at);
         let max = Duration::from_secs_f64(self.stream.config.backoff_max_s);
         self.backoff = (self.backoff * 2).min(max);
         self.restarts += 1;
@@ -440,11 +505,14 @@ impl Worker {
         if let Some(src) = self.source.take() {
             src.stop();
         }
+        // The decoder is gone (its reader joined): a frame it left must never be processed
+        // after the next connection starts.
+        self.stream.slot.clear();
         let events = self.tracker.end_all();
         self.publish_events(&events);
         self.publish_counts();
+        self.stream.set_state(state);
         self.stream.update_status(|s| {
-            s.state = state.into();
             if error.is_some() {
                 s.last_error = error;
             }
@@ -459,7 +527,8 @@ impl Worker {
     }
 
     fn process(&mut self, frame: Frame) {
-        // Frames arrive again: the next failure starts from the first backoff step.
+        // A frame of this connection (the slot is cleared when one ends): the next failure
+        // starts from the first backoff step.
         self.backoff = Duration::from_secs_f64(self.stream.config.backoff_s);
         self.last_processed = Some(Instant::now());
         let vocab = self.stream.vocabulary();
@@ -509,8 +578,8 @@ impl Worker {
         self.processed += 1;
         let processed = self.processed;
         let objects = self.counts.clone();
+        self.stream.set_state("running");
         self.stream.update_status(|s| {
-            s.state = "running".into();
             s.frames_processed = processed;
             s.latency_ms = Some((latency_ms * 10.0).round() / 10.0);
             s.objects = objects;
@@ -569,10 +638,14 @@ impl Worker {
         wrap: fn(Arc<String>) -> StreamMessage,
     ) {
         if to_mqtt && let Some(m) = &self.ctx.mqtt {
+            let mqtt_kind = match kind {
+                "detections" => Kind::Detections,
+                _ => Kind::Event,
+            };
             m.publish(
                 &format!("{}/{kind}", self.name()),
                 json.as_bytes().to_vec(),
-                false,
+                mqtt_kind,
             );
         }
         let _ = self.stream.messages.send(wrap(Arc::new(json)));
@@ -596,7 +669,7 @@ impl Worker {
                     m.publish(
                         &format!("{}/{}", self.name(), topic_level(label)),
                         after.to_string().into_bytes(),
-                        true,
+                        Kind::Count,
                     );
                 }
             }
@@ -613,6 +686,7 @@ impl Worker {
         let slot = &self.stream.slot;
         let received = slot.received.load(Ordering::Relaxed);
         let skipped = slot.skipped.load(Ordering::Relaxed);
+        let stale = slot.stale.load(Ordering::Relaxed);
         let processed = self.processed;
         let rate = |now: u64, before: u64| ((now - before) as f64 / dt * 100.0).round() / 100.0;
         let (rin, rproc, rskip) = (
@@ -629,6 +703,7 @@ impl Worker {
         self.stream.update_status(|s| {
             s.frames_received = received;
             s.frames_skipped = skipped;
+            s.frames_stale = stale;
             s.input_fps = rin;
             s.fps = rproc;
             s.skipped_fps = rskip;
@@ -645,8 +720,11 @@ impl Worker {
                 .with_label_values(&[name, kind])
                 .set(total as i64);
         }
+        m.stream_frames
+            .with_label_values(&[name, "stale"])
+            .set(stale as i64);
         if let Some(mqtt) = &self.ctx.mqtt {
-            let s = &mqtt.stats;
+            let s = mqtt.stats();
             m.mqtt_connected
                 .set(i64::from(s.connected.load(Ordering::Relaxed)));
             m.mqtt_published

@@ -1,20 +1,62 @@
-//! MQTT output: one client per process (rumqttc) with `<prefix>/available` as last will, a
-//! bounded queue that drops (and counts) when the broker is away, and reconnection forever.
+//! MQTT output: one client per process (rumqttc) with `<prefix>/available` as last will, the
+//! [`Outbox`] between the cameras and the connection, and reconnection forever.
+//!
+//! Two tasks: the *connection* task only drives rumqttc's event loop (it never waits on anything
+//! else, so pings and reconnects always run), and the *forwarder* hands the outbox's messages to
+//! it one at a time, only while connected. The hand-over channel has no buffer, so nothing older
+//! than the outbox's own policy waits inside the client during an outage.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, Publish, QoS, Request};
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, Publish, QoS, Request};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use super::config::MqttSettings;
+use super::outbox::{self, Outbox};
+
+/// How long shutdown waits for the broker to take `offline` and the disconnect.
+const SHUTDOWN_BOUND: Duration = Duration::from_secs(2);
+/// How long the forwarder offers one message to a connection that does not take it.
+const HANDOVER_BOUND: Duration = Duration::from_millis(500);
 
 /// Counters visible in `/v1/streams` and in metrics.
 #[derive(Debug, Default)]
 pub struct MqttStats {
+    /// Set on the broker's CONNACK, cleared on the first error of that connection.
     pub connected: AtomicBool,
     pub published: AtomicU64,
+    /// Messages never sent: replaced by a newer one of their topic, expired, evicted from a
+    /// full outbox, or lost with a connection.
     pub dropped: AtomicU64,
+}
+
+/// What a message is, which decides how the outbox treats it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    /// `<camera>/detections`: only the newest counts, and only while fresh.
+    Detections,
+    /// `<camera>/events`: every one, in order.
+    Event,
+    /// `<camera>/<label>`: a retained count; only the newest counts.
+    Count,
+}
+
+/// State shared by the publisher and its two tasks.
+struct Shared {
+    outbox: Mutex<Outbox>,
+    wake: Notify,
+    stats: MqttStats,
+}
+
+impl Shared {
+    fn drop_count(&self, n: u64) {
+        if n > 0 {
+            self.stats.dropped.fetch_add(n, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Publishes to the broker from any thread without blocking.
@@ -22,8 +64,10 @@ pub struct MqttPublisher {
     client: AsyncClient,
     prefix: String,
     publish_detections: bool,
-    pub stats: Arc<MqttStats>,
-    task: tokio::task::JoinHandle<()>,
+    max_age: Duration,
+    shared: Arc<Shared>,
+    connection: Mutex<Option<JoinHandle<()>>>,
+    forwarder: JoinHandle<()>,
 }
 
 impl MqttPublisher {
@@ -38,46 +82,29 @@ impl MqttPublisher {
         if !settings.username.is_empty() {
             options.set_credentials(&settings.username, &settings.password);
         }
-        let (client, mut eventloop) = AsyncClient::new(options, settings.queue.max(1));
-        let stats = Arc::new(MqttStats::default());
-        let (loop_stats, host) = (
-            stats.clone(),
-            format!("{}:{}", settings.host, settings.port),
-        );
-        let task = runtime.spawn(async move {
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        loop_stats.connected.store(true, Ordering::Release);
-                        tracing::info!(broker = %host, "MQTT connected");
-                        // `online` goes out first, ahead of what queued while the broker was
-                        // away: a subscriber that waits for it never sees stale data before it.
-                        let mut online = Publish::new(&available, QoS::AtLeastOnce, "online");
-                        online.retain = true;
-                        eventloop.pending.push_front(Request::Publish(online));
-                    }
-                    Ok(Event::Outgoing(rumqttc::Outgoing::Publish(_))) => {
-                        loop_stats.published.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        if loop_stats.connected.swap(false, Ordering::AcqRel) {
-                            tracing::warn!(broker = %host, error = %e, "MQTT disconnected");
-                        } else {
-                            tracing::debug!(broker = %host, error = %e, "MQTT connect failed");
-                        }
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            }
+        // A rendezvous channel: a message is either taken by the connection or still ours.
+        let (client, eventloop) = AsyncClient::new(options, 0);
+        let shared = Arc::new(Shared {
+            outbox: Mutex::new(Outbox::new(settings.queue)),
+            wake: Notify::new(),
+            stats: MqttStats::default(),
         });
+        let host = format!("{}:{}", settings.host, settings.port);
+        let connection = runtime.spawn(drive(eventloop, shared.clone(), available, host));
+        let forwarder = runtime.spawn(forward(client.clone(), shared.clone()));
         MqttPublisher {
             client,
             prefix,
             publish_detections: settings.publish_detections,
-            stats,
-            task,
+            max_age: Duration::from_secs_f64(settings.max_age_s),
+            shared,
+            connection: Mutex::new(Some(connection)),
+            forwarder,
         }
+    }
+
+    pub fn stats(&self) -> &MqttStats {
+        &self.shared.stats
     }
 
     /// Whether every processed frame goes to `<camera>/detections`.
@@ -90,31 +117,122 @@ impl MqttPublisher {
         format!("{}/{}", self.prefix, subtopic)
     }
 
-    /// Queues a message (QoS 0); when the queue is full the message is dropped and counted.
-    pub fn publish(&self, subtopic: &str, payload: Vec<u8>, retain: bool) {
-        let topic = self.topic(subtopic);
-        if self
-            .client
-            .try_publish(topic, QoS::AtMostOnce, retain, payload)
-            .is_err()
-        {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+    /// Queues a message (QoS 0) under the outbox's policy for its kind; never blocks.
+    pub fn publish(&self, subtopic: &str, payload: Vec<u8>, kind: Kind) {
+        let message = outbox::Outgoing {
+            topic: self.topic(subtopic),
+            payload,
+            retain: kind == Kind::Count,
+            latest: kind != Kind::Event,
+            expires: (kind == Kind::Detections).then(|| Instant::now() + self.max_age),
+        };
+        let dropped = self
+            .shared
+            .outbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(message);
+        self.shared.drop_count(dropped);
+        self.shared.wake.notify_one();
     }
 
-    /// Says `offline` and disconnects (a clean stop does not fire the last will).
+    /// Says `offline` and disconnects (a clean stop does not fire the last will); bounded by
+    /// [`SHUTDOWN_BOUND`] whatever the broker does.
     pub async fn shutdown(&self) {
-        let available = self.topic("available");
-        if self.stats.connected.load(Ordering::Acquire) {
-            let _ = self
-                .client
-                .publish(available, QoS::AtLeastOnce, true, "offline")
-                .await;
-            let _ = self.client.disconnect().await;
-            // Let the event loop flush both.
-            tokio::time::sleep(Duration::from_millis(300)).await;
+        self.forwarder.abort();
+        let connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(mut connection) = connection else {
+            return;
+        };
+        if self.shared.stats.connected.load(Ordering::Acquire) {
+            let deadline = tokio::time::Instant::now() + SHUTDOWN_BOUND;
+            let offline =
+                self.client
+                    .publish(self.topic("available"), QoS::AtLeastOnce, true, "offline");
+            if tokio::time::timeout_at(deadline, offline).await.is_ok() {
+                let _ = tokio::time::timeout_at(deadline, self.client.disconnect()).await;
+                // The connection task ends once the disconnect is written.
+                let _ = tokio::time::timeout_at(deadline, &mut connection).await;
+            }
         }
-        self.task.abort();
+        connection.abort();
+    }
+}
+
+/// The connection task: polls the event loop forever; `online` goes first on every connection.
+async fn drive(
+    mut eventloop: rumqttc::EventLoop,
+    shared: Arc<Shared>,
+    available: String,
+    host: String,
+) {
+    let stats = &shared.stats;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                // Ahead of anything else on this connection: a subscriber that waits for
+                // `online` never sees stale data before it.
+                let mut online = Publish::new(&available, QoS::AtLeastOnce, "online");
+                online.retain = true;
+                eventloop.pending.push_front(Request::Publish(online));
+                stats.connected.store(true, Ordering::Release);
+                tracing::info!(broker = %host, "MQTT connected");
+                shared.wake.notify_one();
+            }
+            Ok(Event::Outgoing(Outgoing::Publish(_))) => {
+                stats.published.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+            Ok(_) => {}
+            Err(e) => {
+                // What the connection had not sent is lost with it (a clean session would drop
+                // it on reconnect anyway): count it, and send nothing stale later.
+                let lost = eventloop
+                    .pending
+                    .drain(..)
+                    .filter(|r| matches!(r, Request::Publish(p) if p.topic != available))
+                    .count();
+                shared.drop_count(lost as u64);
+                if stats.connected.swap(false, Ordering::AcqRel) {
+                    tracing::warn!(broker = %host, error = %e, "MQTT disconnected");
+                } else {
+                    tracing::debug!(broker = %host, error = %e, "MQTT connect failed");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// The forwarder task: outbox → connection, one message at a time, only while connected.
+async fn forward(client: AsyncClient, shared: Arc<Shared>) {
+    loop {
+        let next = if shared.stats.connected.load(Ordering::Acquire) {
+            let (message, expired) = shared
+                .outbox
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop(Instant::now());
+            shared.drop_count(expired);
+            message
+        } else {
+            None
+        };
+        let Some(m) = next else {
+            shared.wake.notified().await;
+            continue;
+        };
+        let send = client.publish(m.topic, QoS::AtMostOnce, m.retain, m.payload);
+        match tokio::time::timeout(HANDOVER_BOUND, send).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return, // the event loop is gone
+            // The connection is stuck or gone: the message would be stale by the time it went.
+            Err(_) => shared.drop_count(1),
+        }
     }
 }
 

@@ -42,6 +42,9 @@ pub struct FrameSlot {
     pub received: AtomicU64,
     /// Frames overwritten before the detector took them.
     pub skipped: AtomicU64,
+    /// Frames dropped as too old to process (`max_frame_age_s`, or left over from a connection
+    /// that ended).
+    pub stale: AtomicU64,
 }
 
 impl FrameSlot {
@@ -61,9 +64,23 @@ impl FrameSlot {
         }
     }
 
-    /// Takes the newest frame, waiting up to `timeout` for one.
-    pub fn take(&self, timeout: Duration) -> Option<Frame> {
-        self.mailbox.take(timeout)
+    /// Takes the newest frame, waiting up to `timeout` for one; a frame read more than
+    /// `max_age` ago is dropped (counted as stale) instead.
+    pub fn take(&self, timeout: Duration, max_age: Duration) -> Option<Frame> {
+        let frame = self.mailbox.take(timeout)?;
+        if frame.received.elapsed() > max_age {
+            self.stale.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(frame)
+    }
+
+    /// Drops a frame left by a connection that ended (counted as stale): what the next
+    /// connection delivers is all the detector may see.
+    pub fn clear(&self) {
+        if self.mailbox.discard() {
+            self.stale.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Drops a waiting frame (counted as skipped): the fps cap or a disabled camera.
@@ -415,11 +432,27 @@ mod tests {
         for v in 0..3u8 {
             slot.put(RgbImage::from_pixel(1, 1, image::Rgb([v, v, v])));
         }
-        let f = slot.take(Duration::from_millis(1)).unwrap();
+        let max_age = Duration::from_secs(60);
+        let f = slot.take(Duration::from_millis(1), max_age).unwrap();
         assert_eq!(f.image.get_pixel(0, 0).0, [2, 2, 2]);
         assert_eq!(f.index, 2);
         assert_eq!(slot.skipped.load(Ordering::Relaxed), 2);
-        assert!(slot.take(Duration::from_millis(1)).is_none());
+        assert!(slot.take(Duration::from_millis(1), max_age).is_none());
+    }
+
+    #[test]
+    fn old_and_left_over_frames_are_dropped_as_stale() {
+        let slot = FrameSlot::default();
+        slot.put(RgbImage::new(1, 1));
+        std::thread::sleep(Duration::from_millis(20));
+        let tick = Duration::from_millis(1);
+        assert!(slot.take(tick, Duration::from_millis(10)).is_none());
+        assert_eq!(slot.stale.load(Ordering::Relaxed), 1);
+        slot.put(RgbImage::new(1, 1));
+        slot.clear();
+        assert!(slot.take(tick, Duration::from_secs(60)).is_none());
+        assert_eq!(slot.stale.load(Ordering::Relaxed), 2);
+        assert_eq!(slot.skipped.load(Ordering::Relaxed), 0);
     }
 
     #[test]

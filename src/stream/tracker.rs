@@ -95,7 +95,23 @@ pub struct Tracker {
     camera: String,
     params: TrackerParams,
     tracks: Vec<Track>,
-    next_id: u64,
+}
+
+/// A new object's id, unique across cameras and restarts (Frigate's form): the frame time it was
+/// first seen, then six random letters or digits, e.g. `1764650000.123456-k3x9q2`.
+fn object_id(t: f64) -> String {
+    use std::hash::BuildHasher;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    // std's randomly keyed SipHash: a fresh key per process and per call.
+    let mut bits = std::collections::hash_map::RandomState::new().hash_one(t.to_bits());
+    let suffix: String = (0..6)
+        .map(|_| {
+            let c = ALPHABET[(bits % 36) as usize] as char;
+            bits /= 36;
+            c
+        })
+        .collect();
+    format!("{t:.6}-{suffix}")
 }
 
 impl Tracker {
@@ -104,7 +120,6 @@ impl Tracker {
             camera: camera.to_string(),
             params,
             tracks: Vec::new(),
-            next_id: 1,
         }
     }
 
@@ -169,8 +184,7 @@ impl Tracker {
                     });
                 }
             } else {
-                let id = format!("{}-{}", self.camera, self.next_id);
-                self.next_id += 1;
+                let id = object_id(t);
                 let mut track = Track {
                     object: TrackedObject {
                         id,
@@ -291,11 +305,13 @@ mod tests {
             ids.extend(frame_ids);
             all.extend(events);
         }
-        assert!(ids.iter().all(|id| id == "cam-1"), "{ids:?}");
-        assert_eq!(kinds(&all)[0], (EventKind::New, "cam-1".into()));
+        let id = ids[0].clone();
+        assert!(id.starts_with("1000.000000-"), "{id}");
+        assert!(ids.iter().all(|i| *i == id), "{ids:?}");
+        assert_eq!(kinds(&all)[0], (EventKind::New, id.clone()));
         assert_eq!(tr.counts().get("dog"), Some(&1));
         let ended = tr.update(1010.0, &[]).0;
-        assert_eq!(kinds(&ended), vec![(EventKind::End, "cam-1".into())]);
+        assert_eq!(kinds(&ended), vec![(EventKind::End, id)]);
         assert_eq!(ended[0].object.end_time, Some(1000.0 + 9.0 * 0.2));
         assert!(tr.counts().is_empty());
     }
@@ -314,12 +330,23 @@ mod tests {
         let mut tr = Tracker::new("cam", TrackerParams::default());
         tr.update(0.0, &[det("cat", 0.0, 0.5), det("dog", 0.0, 0.5)]);
         let (events, ids) = tr.update(0.1, &[det("cat", 2.0, 0.6), det("dog", 2.0, 0.4)]);
-        assert_eq!(ids, vec!["cam-1".to_string(), "cam-2".to_string()]);
+        assert_ne!(ids[0], ids[1]);
         assert_eq!(events.len(), 2);
         let (events, _) = tr.update(0.2, &[det("cat", 4.0, 0.9), det("dog", 4.0, 0.4)]);
-        assert_eq!(kinds(&events), vec![(EventKind::Update, "cam-1".into())]);
+        assert_eq!(kinds(&events), vec![(EventKind::Update, ids[0].clone())]);
         assert_eq!(events[0].object.top_score, 0.9);
         let ended = tr.end_all();
         assert_eq!(ended.len(), 2);
+    }
+
+    #[test]
+    fn object_ids_never_repeat_across_trackers_of_one_camera() {
+        // A restarted daemon makes a new tracker for the same camera at the same frame time.
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let mut tr = Tracker::new("cam", TrackerParams::default());
+            let (_, ids) = tr.update(5.0, &[det("cat", 0.0, 0.5)]);
+            assert!(seen.insert(ids[0].clone()), "{} repeated", ids[0]);
+        }
     }
 }

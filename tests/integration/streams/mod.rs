@@ -7,6 +7,8 @@
 //! (scripts/stream_test_deps.sh, run by `make test`). The tests share two CPU cores, so they run
 //! one at a time.
 
+mod faults;
+
 use crate::common::*;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};

@@ -15,7 +15,7 @@ use crate::engine::Engine;
 use crate::eval::coco::{Category, Dataset, DetectionResult, Evaluation, Summary, evaluate};
 use crate::service::open_store;
 use crate::vocab::Vocabulary;
-use crate::vocab::spec::VocabSpec;
+use crate::vocab::spec::{Synonyms, VocabSpec};
 
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
@@ -37,6 +37,20 @@ pub struct EvalArgs {
     /// Prompt template for the category names.
     #[arg(long, default_value = "{}")]
     pub template: String,
+    /// `official`: the DOSOD / YOLO-World evaluation settings (NMS IoU 0.7, scores down to
+    /// 0.001, 300 boxes per image, multi-label, each class embedded from its first phrase);
+    /// `bundle`: NMS IoU from the bundle, synonyms averaged.
+    #[arg(long, value_enum, default_value_t = Protocol::Bundle)]
+    pub protocol: Protocol,
+    /// The class texts, one phrase list per category of the annotations in their order: a JSON
+    /// file like the official `lvis_v1_class_texts.json`, or a built-in vocabulary (`lvis`,
+    /// `objects365`, `coco`) [default: the category names].
+    #[arg(long)]
+    pub texts: Option<String>,
+    /// How a class's phrases make its embedding [default: first with `--protocol official`,
+    /// else mean].
+    #[arg(long, value_enum)]
+    pub synonyms: Option<Synonyms>,
     /// Score an existing COCO results file instead of running the model.
     #[arg(long)]
     pub detections: Option<PathBuf>,
@@ -49,7 +63,7 @@ pub struct EvalArgs {
     /// Minimum score kept (COCO evaluation wants low-scored detections too).
     #[arg(long, default_value_t = 0.001)]
     pub score_threshold: f32,
-    /// NMS IoU threshold [default: the bundle's].
+    /// NMS IoU threshold [default: 0.7 with `--protocol official`, else the bundle's].
     #[arg(long)]
     pub iou_threshold: Option<f32>,
     /// Detections kept per image (mmyolo's `max_per_img` for YOLOv8 / YOLO-World evaluation;
@@ -65,6 +79,57 @@ pub struct EvalArgs {
     /// Evaluate only the first N images (by id).
     #[arg(long)]
     pub max_images: Option<usize>,
+}
+
+/// Which evaluation settings `dosod eval` starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Bundle,
+    Official,
+}
+
+/// The official evaluation's NMS IoU (mmyolo's `test_cfg` in the DOSOD / YOLO-World configs).
+pub const OFFICIAL_IOU: f32 = 0.7;
+
+/// The settings an evaluation ran with, as the report states them.
+#[derive(Debug, Serialize)]
+struct EvalSettings {
+    protocol: Protocol,
+    score_threshold: f32,
+    iou_threshold: Option<f32>,
+    max_detections: usize,
+    multi_label: bool,
+    synonyms: Synonyms,
+    texts: Option<String>,
+}
+
+impl EvalArgs {
+    fn iou_threshold(&self) -> Option<f32> {
+        match self.protocol {
+            Protocol::Official => Some(self.iou_threshold.unwrap_or(OFFICIAL_IOU)),
+            Protocol::Bundle => self.iou_threshold,
+        }
+    }
+
+    fn synonyms(&self) -> Synonyms {
+        self.synonyms.unwrap_or(match self.protocol {
+            Protocol::Official => Synonyms::First,
+            Protocol::Bundle => Synonyms::Mean,
+        })
+    }
+
+    fn settings(&self) -> EvalSettings {
+        EvalSettings {
+            protocol: self.protocol,
+            score_threshold: self.score_threshold,
+            iou_threshold: self.iou_threshold(),
+            max_detections: self.max_detections,
+            multi_label: !self.single_label,
+            synonyms: self.synonyms(),
+            texts: self.texts.clone(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -92,6 +157,7 @@ struct Report {
     classes: usize,
     detections: usize,
     seconds: f64,
+    settings: EvalSettings,
     summary: Summary,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     groups: Vec<GroupReport>,
@@ -220,15 +286,37 @@ fn run_engine(
     }
     let store = open_store(settings)?;
     let engine = store.engine().clone();
-    let mut spec =
-        VocabSpec::from_phrase_lists(selected.iter().map(|c| vec![c.name.clone()]).collect());
+    let texts = match &args.texts {
+        None => selected.iter().map(|c| vec![c.name.clone()]).collect(),
+        Some(source) => {
+            let all = class_texts(&store, source)?;
+            if all.len() != dataset.categories.len() {
+                bail!(
+                    "--texts {source}: {} phrase lists for {} categories",
+                    all.len(),
+                    dataset.categories.len()
+                );
+            }
+            let index: HashMap<u64, usize> = dataset
+                .categories
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.id, i))
+                .collect();
+            selected.iter().map(|c| all[index[&c.id]].clone()).collect()
+        }
+    };
+    let mut spec = VocabSpec::from_phrase_lists(texts);
     spec.template = args.template.clone();
+    spec.synonyms = args.synonyms();
+    // The official first-phrase LVIS list names five pairs of categories alike.
+    spec.allow_repeats = true;
     let vocab = store
         .build(&spec, None)
         .context("building the vocabulary from the category names")?;
     let params = engine.default_params().overridden(
         Some(args.score_threshold),
-        args.iou_threshold,
+        args.iou_threshold(),
         Some(args.max_detections),
         Some(!args.single_label),
     )?;
@@ -285,6 +373,22 @@ fn run_engine(
     })?;
     progress.finish_and_clear();
     Ok(results)
+}
+
+/// Phrase lists per category: a built-in vocabulary's, or a JSON file of phrase lists.
+fn class_texts(
+    store: &crate::vocab::store::VocabStore,
+    source: &str,
+) -> Result<Vec<Vec<String>>> {
+    let path = Path::new(source);
+    if !path.exists()
+        && let Ok(spec) = store.spec(source)
+    {
+        return Ok(spec.classes.iter().map(|c| c.phrases().to_vec()).collect());
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("--texts {source}"))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("--texts {source}: expected a JSON list of phrase lists"))
 }
 
 fn detect_batch(
@@ -351,6 +455,7 @@ fn build_report(
         classes: selected.len(),
         detections: results.len(),
         seconds,
+        settings: args.settings(),
         summary: evaluation.summary(),
         groups: groups
             .into_iter()

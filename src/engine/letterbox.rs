@@ -1,12 +1,11 @@
 //! Letterbox: keep-ratio resize and padding into the model's input tensor, and its inverse for boxes.
 
-use fast_image_resize::images::{Image, ImageRef};
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use half::f16;
 use image::RgbImage;
 
 use crate::engine::bundle::{InputSpec, Interpolation, PadPosition};
-use crate::engine::error::{EngineError, Result};
+use crate::engine::error::Result;
+use crate::engine::resize;
 
 /// The geometry of one letterbox: how an image of `src_w × src_h` sits inside the input tensor.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -21,17 +20,25 @@ pub struct Letterbox {
     pub top: u32,
     /// The resize ratio `r = min(W / w, H / h)`.
     pub scale: f64,
+    /// The per-axis factors boxes map back with: `new_w / src_w`, `new_h / src_h`.
+    pub scale_x: f64,
+    pub scale_y: f64,
 }
 
 impl Letterbox {
-    /// The geometry for an image, exactly as `docs/model-bundle.md` specifies (mmyolo's
-    /// keep-ratio resize rounds half up; the odd padding pixel goes to the bottom / right).
+    /// The geometry for an image, as mmyolo 0.6.0 computes it (`YOLOv5KeepRatioResize`, then
+    /// `LetterResize` without upscaling): the new size truncates (`int(w * r)`), an image whose
+    /// ratio is 1 is only padded, the odd padding pixel goes to the bottom / right, and boxes map
+    /// back with separate x and y factors.
     pub fn new(spec: &InputSpec, src_w: u32, src_h: u32) -> Letterbox {
         let (tw, th) = (spec.width, spec.height);
         let scale = (f64::from(tw) / f64::from(src_w)).min(f64::from(th) / f64::from(src_h));
-        let round = |v: u32| ((f64::from(v) * scale + 0.5).floor() as u32).max(1);
-        let new_w = round(src_w).min(tw);
-        let new_h = round(src_h).min(th);
+        let (new_w, new_h) = if scale == 1.0 {
+            (src_w, src_h)
+        } else {
+            let truncate = |v: u32| ((f64::from(v) * scale) as u32).max(1);
+            (truncate(src_w).min(tw), truncate(src_h).min(th))
+        };
         let (pad_w, pad_h) = (tw - new_w, th - new_h);
         let (left, top) = match spec.pad_position {
             PadPosition::Center => (pad_w / 2, pad_h / 2),
@@ -45,23 +52,25 @@ impl Letterbox {
             left,
             top,
             scale,
+            scale_x: f64::from(new_w) / f64::from(src_w),
+            scale_y: f64::from(new_h) / f64::from(src_h),
         }
     }
 
     /// Maps a box from input-tensor pixels back to the original image and clips it.
     pub fn to_image(&self, b: [f32; 4]) -> [f32; 4] {
-        let (l, t, s) = (f64::from(self.left), f64::from(self.top), self.scale);
+        let (l, t) = (f64::from(self.left), f64::from(self.top));
         let (w, h) = (f64::from(self.src_w), f64::from(self.src_h));
-        let x = |v: f32| ((f64::from(v) - l) / s).clamp(0.0, w) as f32;
-        let y = |v: f32| ((f64::from(v) - t) / s).clamp(0.0, h) as f32;
+        let x = |v: f32| ((f64::from(v) - l) / self.scale_x).clamp(0.0, w) as f32;
+        let y = |v: f32| ((f64::from(v) - t) / self.scale_y).clamp(0.0, h) as f32;
         [x(b[0]), y(b[1]), x(b[2]), y(b[3])]
     }
 
     /// Maps a box from the original image into input-tensor pixels (the forward direction).
     pub fn to_tensor(&self, b: [f32; 4]) -> [f32; 4] {
-        let (l, t, s) = (f64::from(self.left), f64::from(self.top), self.scale);
-        let x = |v: f32| (f64::from(v) * s + l) as f32;
-        let y = |v: f32| (f64::from(v) * s + t) as f32;
+        let (l, t) = (f64::from(self.left), f64::from(self.top));
+        let x = |v: f32| (f64::from(v) * self.scale_x + l) as f32;
+        let y = |v: f32| (f64::from(v) * self.scale_y + t) as f32;
         [x(b[0]), y(b[1]), x(b[2]), y(b[3])]
     }
 }
@@ -111,7 +120,7 @@ pub fn letterbox_into<T: Element>(
     let pixels: &[u8] = if (lb.new_w, lb.new_h) == img.dimensions() {
         img.as_raw()
     } else {
-        resized = resize(img, lb.new_w, lb.new_h, lb.scale, spec.interpolation)?;
+        resized = resize(img, lb.new_w, lb.new_h, lb.scale, spec.interpolation);
         &resized
     };
 
@@ -151,27 +160,28 @@ pub fn letterbox_into<T: Element>(
     Ok(lb)
 }
 
+/// OpenCV's area resize to shrink, its bilinear to enlarge (`auto`: by the ratio, as mmyolo).
 fn resize(
     img: &RgbImage,
     new_w: u32,
     new_h: u32,
     scale: f64,
     interpolation: Interpolation,
-) -> Result<Vec<u8>> {
-    let filter = match interpolation {
-        Interpolation::Area => FilterType::Box,
-        Interpolation::Bilinear => FilterType::Bilinear,
-        Interpolation::Auto if scale < 1.0 => FilterType::Box,
-        Interpolation::Auto => FilterType::Bilinear,
-    };
-    let src = ImageRef::new(img.width(), img.height(), img.as_raw(), PixelType::U8x3)
-        .map_err(|e| EngineError::Decode(format!("image buffer: {e}")))?;
-    let mut dst = Image::new(new_w, new_h, PixelType::U8x3);
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(filter));
-    Resizer::new()
-        .resize(&src, &mut dst, &options)
-        .map_err(|e| EngineError::Decode(format!("resize: {e}")))?;
-    Ok(dst.into_vec())
+) -> Vec<u8> {
+    let shrinks = new_w <= img.width() && new_h <= img.height();
+    let area = shrinks
+        && match interpolation {
+            Interpolation::Area => true,
+            Interpolation::Bilinear => false,
+            Interpolation::Auto => scale < 1.0,
+        };
+    let (sw, sh) = (img.width() as usize, img.height() as usize);
+    let (dw, dh) = (new_w as usize, new_h as usize);
+    if area {
+        resize::area(img.as_raw(), sw, sh, dw, dh)
+    } else {
+        resize::bilinear(img.as_raw(), sw, sh, dw, dh)
+    }
 }
 
 #[cfg(test)]
@@ -203,9 +213,18 @@ mod tests {
         let lb = Letterbox::new(&spec(640, 640), 640, 427);
         assert_eq!((lb.new_h, lb.top), (427, 106));
         assert_eq!(640 - 427 - lb.top, 107);
-        // rounding half up like mmcv's imrescale: 3000x40 -> 640 x 8.53 -> 9
+        // mmyolo truncates: 3000x40 -> 640 x 8.53 -> 8 (mmcv's imrescale would round to 9),
+        // and maps back with per-axis factors 640/3000 and 8/40.
         let lb = Letterbox::new(&spec(640, 640), 3000, 40);
-        assert_eq!((lb.new_w, lb.new_h), (640, 9));
+        assert_eq!((lb.new_w, lb.new_h, lb.top), (640, 8, 316));
+        assert_eq!((lb.scale_x, lb.scale_y), (640.0 / 3000.0, 0.2));
+        assert_eq!(lb.to_image([0.0, 316.0, 640.0, 324.0]), [0.0, 0.0, 3000.0, 40.0]);
+        // 999 x 333 at 640: r = 0.6406..., 639.99... -> 639 wide, 213.33 -> 213 high.
+        let lb = Letterbox::new(&spec(640, 640), 999, 333);
+        assert_eq!((lb.new_w, lb.new_h), ((999.0 * (640.0 / 999.0)) as u32, 213));
+        // a long side already at 640: only padded
+        let lb = Letterbox::new(&spec(640, 640), 640, 101);
+        assert_eq!((lb.new_w, lb.new_h, lb.top), (640, 101, 269));
         // a 1x1 image is enlarged to the whole input
         let lb = Letterbox::new(&spec(640, 640), 1, 1);
         assert_eq!((lb.new_w, lb.new_h, lb.left, lb.top), (640, 640, 0, 0));

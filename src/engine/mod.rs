@@ -7,6 +7,7 @@ pub mod decode;
 pub mod error;
 pub mod letterbox;
 pub mod postprocess;
+pub(crate) mod resize;
 pub mod runtime;
 pub(crate) mod tensor;
 mod vocabulary;

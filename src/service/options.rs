@@ -5,7 +5,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::engine::error::Result;
 use crate::engine::postprocess::DetectParams;
-use crate::vocab::spec::Classes;
+use crate::vocab::spec::{Classes, Synonyms};
 use crate::vocab::store::VocabRequest;
 
 /// The options of one detection request. Text forms (query parameters, form fields, flags)
@@ -25,6 +25,10 @@ pub(crate) struct DetectOptions {
     /// A named or built-in vocabulary (coco, lvis, objects365).
     #[arg(long)]
     pub vocabulary: Option<String>,
+    /// How a class's synonyms make its embedding: `mean` of all, or `first` only (the
+    /// official protocol) [default: mean for classes, first for the built-ins].
+    #[arg(long, value_enum)]
+    pub synonyms: Option<Synonyms>,
     /// Minimum score [default: the bundle's].
     #[arg(long)]
     #[serde(default, alias = "min_confidence", deserialize_with = "lenient")]
@@ -69,6 +73,7 @@ impl DetectOptions {
         VocabRequest {
             classes: self.classes.clone(),
             template: self.template.clone(),
+            synonyms: self.synonyms,
             name: self.vocabulary.clone(),
             ..Default::default()
         }

@@ -21,7 +21,8 @@ pub struct StreamConfig {
     /// Minimum score [default: the bundle's].
     pub score_threshold: Option<f32>,
     pub enabled: bool,
-    /// Frames are scaled to this width (aspect kept; never upscaled) before detection.
+    /// Frames are scaled to this width (aspect kept; never upscaled; area averaging) before
+    /// detection; 0: full frames, so the model's own resize (OpenCV's area) applies exactly.
     pub detect_width: u32,
     /// Files: read at their native frame rate, as a camera would deliver them.
     pub realtime: bool,
@@ -117,8 +118,10 @@ impl StreamConfig {
         if self.max_frame_age_s <= 0.0 {
             return Err(format!("streams `{name}`: max_frame_age_s must be > 0"));
         }
-        if !(16..=8192).contains(&self.detect_width) {
-            return Err(format!("streams `{name}`: detect_width must be 16..8192"));
+        if self.detect_width != 0 && !(16..=8192).contains(&self.detect_width) {
+            return Err(format!(
+                "streams `{name}`: detect_width must be 0 (full frames) or 16..8192"
+            ));
         }
         if let Some(t) = self.score_threshold {
             crate::engine::postprocess::check_unit("score_threshold", t)

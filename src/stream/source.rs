@@ -178,10 +178,18 @@ pub fn ffmpeg_args(cfg: &StreamConfig) -> Vec<String> {
         }
     }
     args.extend(["-i".into(), url.to_string(), "-an".into(), "-sn".into()]);
-    args.extend([
-        "-vf".into(),
-        format!("scale=w='min(iw,{})':h=-2", cfg.detect_width),
-    ]);
+    if cfg.detect_width > 0 {
+        // Area averaging in RGB: within a few grey levels of OpenCV's INTER_AREA (mean 0.01),
+        // where ffmpeg's default bicubic is up to 41 levels away. `detect_width = 0` hands the
+        // engine full frames, so the model's own area resize applies exactly.
+        args.extend([
+            "-vf".into(),
+            format!(
+                "format=rgb24,scale=w='min(iw,{})':h=-2:flags=area",
+                cfg.detect_width
+            ),
+        ]);
+    }
     // Frames as they come (no duplicated or dropped frames to fake a constant rate).
     args.extend(["-fps_mode", "passthrough"].map(String::from));
     args.extend(["-f", "image2pipe", "-c:v", "ppm", "pipe:1"].map(String::from));
@@ -356,7 +364,7 @@ fn start_opencv(cfg: &StreamConfig, slot: Arc<FrameSlot>) -> Result<RunningSourc
                         return Ok(END_OF_STREAM.into());
                     }
                     let mut scaled = core::Mat::default();
-                    let src = if bgr.cols() > width {
+                    let src = if width > 0 && bgr.cols() > width {
                         let h = ((bgr.rows() as f64 * width as f64 / bgr.cols() as f64) / 2.0)
                             .round() as i32
                             * 2;
@@ -472,5 +480,8 @@ mod tests {
         let a = ffmpeg_args(&cfg).join(" ");
         assert!(a.contains("-stream_loop -1 -re -i clip.mp4"), "{a}");
         assert!(a.ends_with("-f image2pipe -c:v ppm pipe:1"));
+        assert!(a.contains("scale=w='min(iw,640)':h=-2:flags=area"), "{a}");
+        cfg.detect_width = 0;
+        assert!(!ffmpeg_args(&cfg).join(" ").contains("-vf"));
     }
 }

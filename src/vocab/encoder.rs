@@ -230,6 +230,20 @@ pub(crate) fn load_for_bundle(
     }
     let enc = TextEncoder::load(runtime, &dir)?;
     let c = enc.config();
+    // The adaptor was trained against one encoder: another of the same kind and size would
+    // load and run, and give meaningless class rows.
+    if !te.name.is_empty() && c.name != te.name {
+        return Err(EngineError::bundle(
+            &bundle.dir,
+            format!(
+                "text encoder {} is `{}`, but model.toml's [text_encoder] name is `{}` (the \
+                 encoder the adaptor was trained against); point `dir` at that encoder",
+                dir.display(),
+                c.name,
+                te.name
+            ),
+        ));
+    }
     if c.dim != m.embedding.text_dim || c.kind != te.kind {
         return Err(EngineError::bundle(
             &bundle.dir,

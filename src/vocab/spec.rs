@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use crate::engine::error::{EngineError, Result};
 use crate::vocab::Fnv64;
 
-/// One class: shown as its first phrase; its embedding is the re-normalised mean of all its
-/// phrases' embeddings.
+/// One class: shown as its first phrase; its embedding comes from its phrases by the
+/// vocabulary's [`Synonyms`] rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum ClassSpec {
@@ -50,15 +50,38 @@ impl Classes {
     pub fn spec(&self, template: Option<&str>) -> VocabSpec {
         let mut spec = match self {
             Classes::Text(t) => VocabSpec::parse_list(t),
-            Classes::List(l) => VocabSpec {
-                classes: l.clone(),
-                template: default_template(),
-            },
+            Classes::List(l) => VocabSpec::new(l.clone()),
         };
         if let Some(t) = template {
             spec.template = t.to_string();
         }
         spec
+    }
+}
+
+/// How a class's phrases (synonyms) make its embedding.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Synonyms {
+    /// The re-normalised mean of every phrase's embedding.
+    #[default]
+    Mean,
+    /// The first phrase only, as the official DOSOD / YOLO-World evaluation (`cls_caps[0]`).
+    First,
+}
+
+impl std::str::FromStr for Synonyms {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "mean" => Ok(Synonyms::Mean),
+            "first" => Ok(Synonyms::First),
+            _ => Err(format!("synonyms `{s}`: expected mean or first")),
+        }
     }
 }
 
@@ -69,6 +92,17 @@ pub struct VocabSpec {
     pub classes: Vec<ClassSpec>,
     #[serde(default = "default_template")]
     pub template: String,
+    /// How synonyms combine: `mean` (default) or `first` (the official protocol).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub synonyms: Synonyms,
+    /// Allow classes with the same phrases (the official first-phrase LVIS list repeats five
+    /// names); repeated labels are told apart as `bow`, `bow (2)`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub allow_repeats: bool,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 pub fn default_template() -> String {
@@ -93,6 +127,16 @@ section! {
 }
 
 impl VocabSpec {
+    /// These classes with the default template and rules.
+    pub fn new(classes: Vec<ClassSpec>) -> VocabSpec {
+        VocabSpec {
+            classes,
+            template: default_template(),
+            synonyms: Synonyms::Mean,
+            allow_repeats: false,
+        }
+    }
+
     /// Parses the CLI / form syntax: classes separated by `,`, synonyms by `|`.
     /// `"dog, puppy|pup, red car"` is three classes, the second with two phrases.
     pub fn parse_list(text: &str) -> VocabSpec {
@@ -107,22 +151,37 @@ impl VocabSpec {
                 }
             })
             .collect();
-        VocabSpec {
-            classes,
-            template: default_template(),
-        }
+        VocabSpec::new(classes)
     }
 
     /// LVIS-style JSON: `[["aerosol can", "spray can"], ["air conditioner"], ...]`.
     pub fn from_phrase_lists(lists: Vec<Vec<String>>) -> VocabSpec {
-        VocabSpec {
-            classes: lists.into_iter().map(ClassSpec::Synonyms).collect(),
-            template: default_template(),
-        }
+        VocabSpec::new(lists.into_iter().map(ClassSpec::Synonyms).collect())
     }
 
+    /// The label of each class: its first phrase; a label already used by an earlier class
+    /// gets its occurrence number (`bow`, `bow (2)`), so every label names one class.
     pub fn labels(&self) -> Vec<String> {
-        self.classes.iter().map(|c| c.label().to_string()).collect()
+        let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        self.classes
+            .iter()
+            .map(|c| {
+                let n = seen.entry(c.label()).or_insert(0);
+                *n += 1;
+                match *n {
+                    1 => c.label().to_string(),
+                    n => format!("{} ({n})", c.label()),
+                }
+            })
+            .collect()
+    }
+
+    /// The phrases that make class `c`'s embedding under this vocabulary's rule.
+    pub fn embedded_phrases<'a>(&self, c: &'a ClassSpec) -> &'a [String] {
+        match self.synonyms {
+            Synonyms::Mean => c.phrases(),
+            Synonyms::First => &c.phrases()[..c.phrases().len().min(1)],
+        }
     }
 
     /// Checks sizes, blanks and duplicates, naming the offending entry. Token counts are
@@ -193,7 +252,9 @@ impl VocabSpec {
                     return bad(format!("phrase `{p}` appears twice in class {i}"));
                 }
             }
-            if let Some(first) = lists.insert(phrases, i) {
+            if let Some(first) = lists.insert(phrases, i)
+                && !self.allow_repeats
+            {
                 return bad(format!(
                     "class {i} (`{}`) duplicates class {first}",
                     class.label()
@@ -203,13 +264,13 @@ impl VocabSpec {
         Ok(())
     }
 
-    /// The templated phrase for each (class, phrase) pair, in order.
+    /// The templated phrase for each (class, embedded phrase) pair, in order.
     pub fn prompts(&self) -> Vec<(usize, String)> {
         self.classes
             .iter()
             .enumerate()
             .flat_map(|(i, c)| {
-                c.phrases()
+                self.embedded_phrases(c)
                     .iter()
                     .map(move |p| (i, self.template.replacen("{}", p, 1)))
             })
@@ -222,6 +283,9 @@ impl VocabSpec {
         h.write(scope.as_bytes());
         h.write(&[0]);
         h.write(self.template.as_bytes());
+        if self.synonyms == Synonyms::First {
+            h.write(b"\0first");
+        }
         for c in &self.classes {
             h.write(&[0x1e]);
             for p in c.phrases() {
@@ -293,10 +357,7 @@ mod tests {
                 .to_string()
                 .contains("exactly once")
         );
-        let empty = VocabSpec {
-            classes: vec![],
-            template: "{}".into(),
-        };
+        let empty = VocabSpec::new(vec![]);
         assert!(
             empty
                 .validate(&l)

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::Engine;
 use crate::engine::error::{EngineError, Result};
 use crate::vocab::encoder::TextEncoder;
-use crate::vocab::spec::{Classes, VocabLimits, VocabLimitsArgs, VocabSpec};
+use crate::vocab::spec::{Classes, Synonyms, VocabLimits, VocabLimitsArgs, VocabSpec};
 use crate::vocab::{TextEmbeddings, Vocabulary};
 
 /// Names of the built-in vocabularies and their files under `builtin_dir`.
@@ -74,6 +74,8 @@ pub struct VocabRequest {
     /// Class phrases; with `template` applied to each.
     pub classes: Option<Classes>,
     pub template: Option<String>,
+    /// How synonyms combine, overriding the spec's rule (built-ins: `first`).
+    pub synonyms: Option<Synonyms>,
     /// A named or built-in vocabulary.
     pub name: Option<String>,
     /// Precomputed embeddings (`.npz`, or `.npy` with `names`): trusted callers only (CLI).
@@ -352,7 +354,7 @@ impl VocabStore {
         {
             let mut cache = self.joint_cache.lock().unwrap_or_else(|p| p.into_inner());
             for (i, class) in spec.classes.iter().enumerate() {
-                let cached = (class.phrases().len() == 1)
+                let cached = (spec.embedded_phrases(class).len() == 1)
                     .then(|| cache.map.get(&prompts[by_class[i][0]].1).cloned())
                     .flatten();
                 match cached {
@@ -380,7 +382,7 @@ impl VocabStore {
             let mut cache = self.joint_cache.lock().unwrap_or_else(|p| p.into_inner());
             for (k, &class) in todo.iter().enumerate() {
                 joint.row_mut(class).assign(&adapted.row(k));
-                if spec.classes[class].phrases().len() == 1 {
+                if spec.embedded_phrases(&spec.classes[class]).len() == 1 {
                     let key = prompts[by_class[class][0]].1.clone();
                     cache.insert(key, Arc::from(adapted.row(k).to_vec()));
                 }
@@ -424,8 +426,19 @@ impl VocabStore {
             (Some(_), Some(_)) => Err(EngineError::InvalidParameter(
                 "give classes or a vocabulary name, not both".into(),
             )),
-            (Some(classes), None) => self.build(&classes.spec(req.template.as_deref()), None),
-            (None, Some(name)) => self.resolve(name),
+            (Some(classes), None) => {
+                let mut spec = classes.spec(req.template.as_deref());
+                spec.synonyms = req.synonyms.unwrap_or(spec.synonyms);
+                self.build(&spec, None)
+            }
+            (None, Some(name)) => match req.synonyms {
+                Some(rule) => {
+                    let mut spec = self.spec(name)?;
+                    spec.synonyms = rule;
+                    self.build(&spec, Some(name))
+                }
+                None => self.resolve(name),
+            },
             (None, None) if !fallback.is_empty() => self.resolve(fallback),
             (None, None) => self.default_vocabulary(),
         }
@@ -447,7 +460,10 @@ impl VocabStore {
             let text = std::fs::read_to_string(&path).map_err(|e| EngineError::io(&path, e))?;
             let lists: Vec<Vec<String>> = serde_json::from_str(&text)
                 .map_err(|e| EngineError::Vocabulary(format!("{}: {e}", path.display())))?;
-            return Ok(VocabSpec::from_phrase_lists(lists));
+            // Built-ins follow the official protocol: each class embeds its first phrase.
+            let mut spec = VocabSpec::from_phrase_lists(lists);
+            spec.synonyms = Synonyms::First;
+            return Ok(spec);
         }
         Err(EngineError::NotFound(format!(
             "unknown vocabulary `{name}`"
@@ -541,15 +557,13 @@ impl VocabStore {
             let names = d.names.as_deref().map(|n| bundle.path(n));
             return self.from_file(&bundle.path(file), names.as_deref(), Some("default"));
         }
-        let spec = VocabSpec {
-            classes: d
-                .classes
+        let spec = VocabSpec::new(
+            d.classes
                 .iter()
                 .cloned()
                 .map(crate::vocab::spec::ClassSpec::One)
                 .collect(),
-            template: crate::vocab::spec::default_template(),
-        };
+        );
         self.build(&spec, Some("default"))
     }
 

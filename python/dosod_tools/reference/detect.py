@@ -1,4 +1,4 @@
-"""An independent Python reference of the dosod engine pipeline (numpy + onnxruntime + Pillow).
+"""An independent Python reference of the dosod engine pipeline (numpy + onnxruntime + OpenCV).
 
     python -m dosod_tools.reference.detect --model DIR --vocab V.npy --names V.txt IMAGE... \
         [--score-threshold 0.25] [--iou-threshold 0.65] [--max-detections 100] [--multi-label]
@@ -10,8 +10,9 @@ For each image it prints one JSON object per line, as `dosod detect` does (witho
      "detections": [{"label", "class_id", "score", "box": [x1, y1, x2, y2]}, ...]}
 
 The steps follow docs/model-bundle.md: Pillow decode with the EXIF orientation applied, RGB;
-keep-ratio letterbox (round half up, BOX when shrinking, BILINEAR when enlarging, centre padding
-with the odd pixel bottom/right); value / 255 in the detector's input precision; the adaptor on
+mmyolo 0.6.0's keep-ratio letterbox (`int(w * r)`, OpenCV INTER_AREA when shrinking and
+INTER_LINEAR when enlarging, as mmcv calls them; centre padding with the odd pixel bottom/right;
+boxes mapped back with per-axis factors); value / 255 in the detector's input precision; the adaptor on
 the text embeddings; the detector; per-class threshold (score >= threshold), single label per
 anchor unless --multi-label, class-aware greedy NMS (suppress when IoU > threshold), top-k; boxes
 mapped back to the image and clipped. Thresholds default to the bundle's [postprocess] values.
@@ -26,6 +27,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageOps
@@ -48,9 +50,13 @@ class Letterbox:
 
     @staticmethod
     def fit(src_w: int, src_h: int, width: int, height: int, pad_position: str) -> Letterbox:
+        # mmyolo's YOLOv5KeepRatioResize: ratio 1 leaves the image alone, else int() truncates.
         r = min(width / src_w, height / src_h)
-        new_w = min(max(int(np.floor(src_w * r + 0.5)), 1), width)
-        new_h = min(max(int(np.floor(src_h * r + 0.5)), 1), height)
+        if r == 1:
+            new_w, new_h = src_w, src_h
+        else:
+            new_w = min(max(int(src_w * r), 1), width)
+            new_h = min(max(int(src_h * r), 1), height)
         if pad_position == "center":
             left, top = (width - new_w) // 2, (height - new_h) // 2
         elif pad_position == "top_left":
@@ -62,8 +68,9 @@ class Letterbox:
     def to_image(self, box: np.ndarray) -> list[float]:
         """Input-tensor pixels -> image pixels, clipped to the image."""
         x1, y1, x2, y2 = (float(v) for v in box)
-        fx = lambda v: min(max((v - self.left) / self.scale, 0.0), float(self.src_w))  # noqa: E731
-        fy = lambda v: min(max((v - self.top) / self.scale, 0.0), float(self.src_h))  # noqa: E731
+        sx, sy = self.new_w / self.src_w, self.new_h / self.src_h
+        fx = lambda v: min(max((v - self.left) / sx, 0.0), float(self.src_w))  # noqa: E731
+        fy = lambda v: min(max((v - self.top) / sy, 0.0), float(self.src_h))  # noqa: E731
         return [fx(x1), fy(y1), fx(x2), fy(y2)]
 
 
@@ -73,23 +80,29 @@ def load_rgb(path: Path) -> Image.Image:
         return ImageOps.exif_transpose(im).convert("RGB")
 
 
-def letterbox(img: Image.Image, spec: dict, dtype: type[np.floating]) -> tuple[np.ndarray, Letterbox]:
-    """The [1, 3, H, W] input tensor for one image, and its geometry."""
+def letterbox_u8(rgb: np.ndarray, spec: dict) -> tuple[np.ndarray, Letterbox]:
+    """The letterboxed [H, W, 3] uint8 RGB image (before / 255), and its geometry."""
     width, height = int(spec["width"]), int(spec["height"])
     if spec.get("resize", "keep_ratio") != "keep_ratio":
         raise ValueError(f"unsupported resize {spec['resize']!r}")
-    lb = Letterbox.fit(img.width, img.height, width, height, spec.get("pad_position", "center"))
-    if (lb.new_w, lb.new_h) != img.size:
+    src_h, src_w = rgb.shape[:2]
+    lb = Letterbox.fit(src_w, src_h, width, height, spec.get("pad_position", "center"))
+    if (lb.new_w, lb.new_h) != (src_w, src_h):
         interpolation = spec.get("interpolation", "auto")
-        if interpolation == "area" or (interpolation == "auto" and lb.scale < 1.0):
-            resample = Image.Resampling.BOX
-        elif interpolation in ("auto", "bilinear"):
-            resample = Image.Resampling.BILINEAR
-        else:
+        shrinks = lb.new_w <= src_w and lb.new_h <= src_h
+        if interpolation not in ("auto", "area", "bilinear"):
             raise ValueError(f"unknown interpolation {interpolation!r}")
-        img = img.resize((lb.new_w, lb.new_h), resample=resample)
+        area = shrinks and (interpolation == "area" or (interpolation == "auto" and lb.scale < 1.0))
+        flag = cv2.INTER_AREA if area else cv2.INTER_LINEAR
+        rgb = cv2.resize(np.ascontiguousarray(rgb), (lb.new_w, lb.new_h), interpolation=flag)
     canvas = np.full((height, width, 3), int(spec.get("pad_value", 114)), dtype=np.uint8)
-    canvas[lb.top : lb.top + lb.new_h, lb.left : lb.left + lb.new_w] = np.asarray(img)
+    canvas[lb.top : lb.top + lb.new_h, lb.left : lb.left + lb.new_w] = rgb
+    return canvas, lb
+
+
+def letterbox(img: Image.Image, spec: dict, dtype: type[np.floating]) -> tuple[np.ndarray, Letterbox]:
+    """The [1, 3, H, W] input tensor for one image, and its geometry."""
+    canvas, lb = letterbox_u8(np.asarray(img), spec)
     # The engine converts through a float32 table v / 255, then to the session's precision.
     lut = (np.arange(256, dtype=np.float32) / np.float32(255.0)).astype(dtype)
     return lut[canvas].transpose(2, 0, 1)[None].copy(), lb

@@ -166,7 +166,7 @@ def main() -> None:
     src.add_argument("--hf-dir", type=Path, help="Hugging Face CLIP folder: config.json + model.safetensors")
     src.add_argument("--random-config", choices=sorted(RANDOM_CONFIGS), help="random weights of this size, for tests")
     parser.add_argument("--out", type=Path, required=True, help="encoder directory to write")
-    parser.add_argument("--name", default=None, help="encoder name (default: the folder name, or clip-<preset>)")
+    parser.add_argument("--name", default=None, help="encoder name (default: the Hugging Face id in config.json, else the folder name, or clip-<preset>)")
     parser.add_argument("--weights-dtype", choices=["float32", "float16"], default=None,
                         help="parameter storage (default float32; float16 for --random-config)")
     parser.add_argument("--seed", type=int, default=0, help="--random-config seed")
@@ -194,7 +194,9 @@ def main() -> None:
             sys.exit("--save-hf only applies to --random-config")
         config = json.loads((args.hf_dir / "config.json").read_text())
         weights = load_weights(args.hf_dir)
-        name = args.name or args.hf_dir.resolve().name
+        # The Hugging Face model id (`openai/clip-vit-base-patch32`) that bundles name in
+        # [text_encoder] name (dosod_tools.bundle.manifest.TEXT_ENCODERS); else the folder's name.
+        name = args.name or config.get("_name_or_path") or args.hf_dir.resolve().name
         source = args.source or f"Hugging Face CLIP folder {args.hf_dir.resolve().name}"
         license_ = args.license or "MIT (OpenAI CLIP)"
         dtype = args.weights_dtype or "float32"

@@ -187,3 +187,37 @@ fn one_bad_image_among_good_ones_fails_the_run_but_reports_the_rest() {
     assert_eq!(stdout(&o).lines().count(), 1);
     assert!(!stderr(&o).contains("panicked"));
 }
+
+#[test]
+fn a_text_encoder_other_than_the_one_the_adaptor_was_trained_against_is_refused() {
+    // The random bundle with its [text_encoder] naming another encoder than the one its `dir`
+    // holds (same kind and size, so nothing else would notice).
+    let dir = tempfile::tempdir().unwrap();
+    let src = bundle("random");
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let encoder = root().join("models/encoders/all-MiniLM-L6-v2");
+    let manifest = std::fs::read_to_string(src.join("model.toml")).unwrap();
+    let manifest = manifest
+        .replace(
+            "name = \"all-MiniLM-L6-v2\"",
+            "name = \"paraphrase-MiniLM-L6-v2\"",
+        )
+        .replace(
+            "dir = \"../../encoders/all-MiniLM-L6-v2\"",
+            &format!("dir = \"{}\"", path_str(&encoder)),
+        );
+    assert!(manifest.contains("paraphrase-MiniLM-L6-v2"));
+    std::fs::write(dir.path().join("model.toml"), manifest).unwrap();
+    let out = dosod([
+        "detect",
+        "--model",
+        path_str(dir.path()),
+        "--classes",
+        "dog",
+        path_str(&fixture("images/bus.jpg")),
+    ]);
+    assert_clean_failure(&out, "trained against");
+}

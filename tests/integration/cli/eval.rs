@@ -269,10 +269,45 @@ fn eval_of_the_demo_model_equals_pycocotools_on_its_detections() {
         (ap50_5 - ap50).abs() < 1e-3,
         "AP50 {ap50_5} with --batch 5 vs {ap50}"
     );
+    // The bundle's settings by default; the official protocol's on request, stated in the report.
+    assert_eq!(ours["settings"]["protocol"], "bundle");
+    assert_eq!(ours["settings"]["iou_threshold"], Value::Null);
+    assert_eq!(ours["settings"]["synonyms"], "mean");
+    let (official, official_dets) = eval("official", &["--protocol", "official"]);
+    let settings = &official["settings"];
+    assert_eq!(settings["protocol"], "official");
+    assert!((settings["iou_threshold"].as_f64().unwrap() - 0.7).abs() < 1e-6);
+    assert!((settings["score_threshold"].as_f64().unwrap() - 0.001).abs() < 1e-6);
+    assert_eq!(settings["max_detections"], 300);
+    assert_eq!(settings["multi_label"], true);
+    assert_eq!(settings["synonyms"], "first");
+    // NMS at 0.7 instead of 0.65 keeps other boxes (each image is capped at 300 either way).
+    assert_ne!(
+        std::fs::read(&official_dets).unwrap(),
+        std::fs::read(&dets).unwrap(),
+        "the official settings changed nothing"
+    );
 }
 
 #[test]
 fn eval_rejects_bad_input_clearly() {
+    // Class texts that do not cover the categories one to one.
+    let dir = tempfile::tempdir().unwrap();
+    let texts = dir.path().join("texts.json");
+    std::fs::write(&texts, r#"[["a"], ["b"]]"#).unwrap();
+    let data = root().join("tests/fixtures/demo-heldout");
+    let out = dosod([
+        "--model",
+        path_str(&root().join("models/demo")),
+        "eval",
+        "--annotations",
+        path_str(&data.join("annotations.json")),
+        "--images",
+        path_str(&data),
+        "--texts",
+        path_str(&texts),
+    ]);
+    assert_clean_failure(&out, "2 phrase lists for");
     let dir = tempfile::tempdir().unwrap();
     let (gt, _) = crafted(4);
     let gt_path = dir.path().join("gt.json");

@@ -1,3 +1,4 @@
 //! The engine against independent references.
 
 mod agreement;
+mod letterbox;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::common::*;
 use dosod::engine::runtime::{Runtime, RuntimeOptions};
 use dosod::engine::{Engine, EngineOptions};
-use dosod::vocab::spec::{VocabLimits, VocabSpec};
+use dosod::vocab::spec::{Synonyms, VocabLimits, VocabSpec};
 use dosod::vocab::store::{VocabOptions, VocabStore};
 
 fn engine() -> Arc<Engine> {
@@ -107,6 +107,79 @@ fn named_vocabularies_survive_a_restart_and_corrupt_files_are_skipped() {
             .to_string_lossy()
             .contains(".tmp"))
     );
+}
+
+#[test]
+fn the_first_synonym_rule_embeds_only_the_first_phrase() {
+    let s = store(None);
+    let mean = s
+        .build(&VocabSpec::parse_list("puppy|pup|doggy, cat"), None)
+        .unwrap();
+    let mut spec = VocabSpec::parse_list("puppy|pup|doggy, cat");
+    spec.synonyms = Synonyms::First;
+    let first = s.build(&spec, None).unwrap();
+    let alone = s.build(&VocabSpec::parse_list("puppy, cat"), None).unwrap();
+    assert_eq!(first.labels, mean.labels);
+    assert_ne!(first.hash, mean.hash);
+    assert_eq!(first.joint, alone.joint, "first = the first phrase alone");
+    assert_ne!(first.joint.row(0), mean.joint.row(0), "mean = all phrases");
+    assert_eq!(first.joint.row(1), mean.joint.row(1));
+    // The built-ins follow the official protocol (first phrase); a request may ask for mean.
+    assert_eq!(s.spec("lvis").unwrap().synonyms, Synonyms::First);
+    let request = |synonyms| dosod::vocab::store::VocabRequest {
+        name: Some("lvis".into()),
+        synonyms,
+        ..Default::default()
+    };
+    let official = s.select(&request(None), "").unwrap();
+    let averaged = s.select(&request(Some(Synonyms::Mean)), "").unwrap();
+    assert_eq!(official.len(), 1203);
+    assert_ne!(official.hash, averaged.hash);
+    // "aerosol can|spray can": first phrase only, officially.
+    let aerosol = s.build(&VocabSpec::parse_list("aerosol can"), None).unwrap();
+    assert_eq!(official.joint.row(0), aerosol.joint.row(0));
+    assert_ne!(averaged.joint.row(0), aerosol.joint.row(0));
+}
+
+#[test]
+fn the_official_first_phrase_lvis_list_loads_with_its_repeats() {
+    // The official first-phrase list names bow, fish, octopus, pan and salmon twice.
+    let text = std::fs::read_to_string(root().join("configs/vocabularies/lvis_v1_class_texts.json"))
+        .unwrap();
+    let lists: Vec<Vec<String>> = serde_json::from_str(&text).unwrap();
+    let firsts: Vec<Vec<String>> = lists.iter().map(|l| vec![l[0].clone()]).collect();
+    let mut spec = VocabSpec::from_phrase_lists(firsts.clone());
+    let s = store(None);
+    let refused = s.build(&spec, None).unwrap_err().to_string();
+    assert!(refused.contains("duplicates class"), "{refused}");
+    spec.allow_repeats = true;
+    let v = s.build(&spec, None).unwrap();
+    assert_eq!(v.len(), 1203);
+    let repeated: Vec<&String> = v.labels.iter().filter(|l| l.ends_with(" (2)")).collect();
+    assert_eq!(
+        repeated,
+        ["bow (2)", "fish (2)", "octopus (2)", "pan (2)", "salmon (2)"],
+        "each repeat is its own category with its own label"
+    );
+    let unique: std::collections::HashSet<&String> = v.labels.iter().collect();
+    assert_eq!(unique.len(), 1203);
+    // Through the CLI: refused without the flag, encoded with it.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lvis_first.json");
+    std::fs::write(&file, serde_json::to_string(&firsts).unwrap()).unwrap();
+    let model = bundle("random");
+    let out_npz = dir.path().join("v.npz");
+    let encode = |allow: bool| {
+        let mut args = vec!["vocab", "encode", "--model", path_str(&model)];
+        args.extend(["--file", path_str(&file), "--out", path_str(&out_npz)]);
+        if allow {
+            args.push("--allow-repeats");
+        }
+        dosod(args)
+    };
+    assert_clean_failure(&encode(false), "duplicates class");
+    let o = encode(true);
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 #[test]

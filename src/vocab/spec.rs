@@ -64,13 +64,21 @@ impl Classes {
     Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
     clap::ValueEnum,
 )]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Synonyms {
     /// The re-normalised mean of every phrase's embedding.
     #[default]
     Mean,
     /// The first phrase only, as the official DOSOD / YOLO-World evaluation (`cls_caps[0]`).
     First,
+}
+
+impl TryFrom<String> for Synonyms {
+    type Error = String;
+
+    fn try_from(s: String) -> std::result::Result<Self, Self::Error> {
+        s.parse()
+    }
 }
 
 impl std::str::FromStr for Synonyms {

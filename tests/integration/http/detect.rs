@@ -56,6 +56,28 @@ fn detect_in_every_input_form_gives_the_same_answer() {
     assert_eq!(st, 200, "{from_json}");
     assert_eq!(dets(&multi), dets(&raw));
     assert_eq!(dets(&multi), dets(&from_json));
+    // `synonyms=first` embeds "dog" alone (the official rule): the same as asking for "dog".
+    let ask = |fields: &[(&str, &str)]| {
+        json(
+            c.post(s.url("/v1/detect"))
+                .multipart(form(&img, fields))
+                .send()
+                .unwrap(),
+        )
+    };
+    let (st, first) = ask(&[
+        ("classes", "person, dog|puppy"),
+        ("synonyms", "first"),
+        ("score_threshold", "0.05"),
+    ]);
+    assert_eq!(st, 200, "{first}");
+    let (_, alone) = ask(&[("classes", "person, dog"), ("score_threshold", "0.05")]);
+    let (_, mean) = ask(&[("classes", "person, dog|puppy"), ("score_threshold", "0.05")]);
+    assert_eq!(dets(&first), dets(&alone));
+    assert_ne!(dets(&first), dets(&mean));
+    let (st, bad) = ask(&[("classes", "dog"), ("synonyms", "median")]);
+    assert_eq!(st, 400, "{bad}");
+    assert!(bad["error"].as_str().unwrap().contains("synonyms"), "{bad}");
 }
 
 #[test]

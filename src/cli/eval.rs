@@ -376,10 +376,7 @@ fn run_engine(
 }
 
 /// Phrase lists per category: a built-in vocabulary's, or a JSON file of phrase lists.
-fn class_texts(
-    store: &crate::vocab::store::VocabStore,
-    source: &str,
-) -> Result<Vec<Vec<String>>> {
+fn class_texts(store: &crate::vocab::store::VocabStore, source: &str) -> Result<Vec<Vec<String>>> {
     let path = Path::new(source);
     if !path.exists()
         && let Ok(spec) = store.spec(source)

@@ -31,6 +31,10 @@ pub enum EngineError {
     /// ONNX Runtime failed while running a model.
     #[error("inference failed: {0}")]
     Inference(String),
+    /// Persisting or removing stored state failed. The message names what (a vocabulary), never
+    /// a server path; the path goes to the log where the error is made.
+    #[error("storage: {0}")]
+    Storage(String),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
@@ -48,6 +52,12 @@ impl EngineError {
         }
     }
 
+    /// A storage failure of `what` at `path`: logged with the path, reported without it.
+    pub(crate) fn storage(what: &str, path: &std::path::Path, source: &std::io::Error) -> Self {
+        tracing::error!(path = %path.display(), error = %source, "{what}");
+        EngineError::Storage(format!("{what}: {}", io_kind(source)))
+    }
+
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
         EngineError::Io {
             path: path.to_path_buf(),
@@ -59,6 +69,14 @@ impl EngineError {
 impl From<ort::Error> for EngineError {
     fn from(e: ort::Error) -> Self {
         EngineError::Inference(e.to_string())
+    }
+}
+
+/// An I/O error as words without any path (`No space left on device`).
+fn io_kind(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
+        None => e.kind().to_string(),
     }
 }
 

@@ -218,10 +218,16 @@ mod tests {
         let lb = Letterbox::new(&spec(640, 640), 3000, 40);
         assert_eq!((lb.new_w, lb.new_h, lb.top), (640, 8, 316));
         assert_eq!((lb.scale_x, lb.scale_y), (640.0 / 3000.0, 0.2));
-        assert_eq!(lb.to_image([0.0, 316.0, 640.0, 324.0]), [0.0, 0.0, 3000.0, 40.0]);
+        assert_eq!(
+            lb.to_image([0.0, 316.0, 640.0, 324.0]),
+            [0.0, 0.0, 3000.0, 40.0]
+        );
         // 999 x 333 at 640: r = 0.6406..., 639.99... -> 639 wide, 213.33 -> 213 high.
         let lb = Letterbox::new(&spec(640, 640), 999, 333);
-        assert_eq!((lb.new_w, lb.new_h), ((999.0 * (640.0 / 999.0)) as u32, 213));
+        assert_eq!(
+            (lb.new_w, lb.new_h),
+            ((999.0 * (640.0 / 999.0)) as u32, 213)
+        );
         // a long side already at 640: only padded
         let lb = Letterbox::new(&spec(640, 640), 640, 101);
         assert_eq!((lb.new_w, lb.new_h, lb.top), (640, 101, 269));

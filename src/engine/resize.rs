@@ -159,8 +159,8 @@ pub(crate) fn bilinear(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -
         for (dx, (sx, w)) in xt.iter().enumerate() {
             let next = (sx + 1).min(sw - 1);
             for c in 0..3 {
-                row[dx * 3 + c] = i32::from(line[sx * 3 + c]) * w[0]
-                    + i32::from(line[next * 3 + c]) * w[1];
+                row[dx * 3 + c] =
+                    i32::from(line[sx * 3 + c]) * w[0] + i32::from(line[next * 3 + c]) * w[1];
             }
         }
     };
@@ -202,7 +202,10 @@ mod tests {
             ]
         );
         // A grey ramp 0, 10, 20, 30, 40 on one row: (0*.4 + 10*.4 + 20*.2), (20*.2 + 30*.4 + 40*.4).
-        let src: Vec<u8> = [0u8, 10, 20, 30, 40].iter().flat_map(|&v| [v, v, v]).collect();
+        let src: Vec<u8> = [0u8, 10, 20, 30, 40]
+            .iter()
+            .flat_map(|&v| [v, v, v])
+            .collect();
         let out = area(&src, 5, 1, 2, 1);
         assert_eq!(out, [8, 8, 8, 32, 32, 32]);
     }

@@ -19,6 +19,9 @@ section! {
         default_vocabulary: String = String::new() => "default-vocabulary", "DOSOD_DEFAULT_VOCABULARY";
         /// The vocabulary of the DeepStack-compatible route; empty: the default one.
         deepstack_vocabulary: String = String::new() => "deepstack-vocabulary", "DOSOD_DEEPSTACK_VOCABULARY";
+        /// Most images in one `/v1/detect/batch` request (413 above); `[batching] queue_size`
+        /// when that is smaller, since a batch is admitted whole or refused whole (429).
+        max_batch_images: usize = 32 => "max-batch-images", "DOSOD_MAX_BATCH_IMAGES";
         /// On SIGTERM / Ctrl-C, in-flight requests get this long to finish.
         shutdown_grace_ms: u64 = 10_000 => "shutdown-grace-ms", "DOSOD_SHUTDOWN_GRACE_MS";
     }

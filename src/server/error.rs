@@ -22,6 +22,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("not found: {0}")]
     NotFound(String),
+    #[error("method not allowed: {0}")]
+    MethodNotAllowed(String),
     /// The queue is full: try again later.
     #[error("server overloaded: the queue is full")]
     Overloaded { retry_after_s: u64 },
@@ -59,6 +61,7 @@ impl ApiError {
                 EngineError::Runtime(_)
                 | EngineError::Bundle { .. }
                 | EngineError::Inference(_)
+                | EngineError::Storage(_)
                 | EngineError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -66,6 +69,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Timeout(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -80,6 +84,7 @@ impl ApiError {
                 EngineError::TooLarge(_) => "too_large",
                 EngineError::Vocabulary(_) | EngineError::InvalidParameter(_) => "validation",
                 EngineError::NotFound(_) => "not_found",
+                EngineError::Storage(_) => "storage",
                 EngineError::Runtime(_)
                 | EngineError::Bundle { .. }
                 | EngineError::Inference(_)
@@ -90,6 +95,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Unauthorized => "unauthorized",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Overloaded { .. } => "overloaded",
             ApiError::Timeout(_) => "timeout",
             ApiError::Unavailable(_) => "unavailable",

@@ -100,7 +100,12 @@ pub fn router(state: Arc<AppState>) -> Router {
     let mut app = api
         .merge(open)
         .fallback(operations::not_found)
+        .method_not_allowed_fallback(operations::method_not_allowed)
         .layer(DefaultBodyLimit::max(s.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_declared_oversize,
+        ))
         .layer(middleware::map_response(close_after_refused_body))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         // Never compress the MJPEG view: gzip would buffer a stream that never ends.
@@ -162,8 +167,10 @@ pub fn presented_key(headers: &HeaderMap) -> Option<String> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|v| v.trim().to_string())
+        .and_then(|v| v.trim().split_once(' '))
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim().to_string())
 }
 
 /// `?api_key=KEY`, accepted on the stream views only: browsers cannot set headers on `<img>`
@@ -184,10 +191,77 @@ async fn require_key(State(state): State<Arc<AppState>>, req: Request, next: Nex
     if key.is_empty() || presented.as_deref() == Some(key.as_str()) {
         next.run(req).await
     } else {
-        // Read (and drop) what the client is still sending, so it sees the 401 rather than a
-        // connection reset; the body limit bounds the work.
-        let _ = axum::body::to_bytes(req.into_body(), state.settings.max_body_bytes).await;
-        ApiError::Unauthorized.into_response()
+        // Drain (never keep) a little of what the client is still sending, so a small request
+        // sees the 401 rather than a reset; anything larger is cut off with the connection.
+        let mut resp = ApiError::Unauthorized.into_response();
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        // Chunked bodies (no length) are drained up to the same bound.
+        let small = declared.is_none_or(|n| n <= UNAUTHORIZED_DRAIN_BYTES);
+        if !small || !discard_body(req.into_body(), UNAUTHORIZED_DRAIN_BYTES).await {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
+    }
+}
+
+/// How much of an unauthenticated request's body is read (and dropped, a chunk at a time) before
+/// its 401; a larger declared body gets the 401 at once and the connection closes.
+const UNAUTHORIZED_DRAIN_BYTES: usize = 1 << 20;
+
+/// The largest oversized body drained before its 413.
+const OVERSIZE_DRAIN_BYTES: u64 = 8 << 20;
+
+/// Reads and drops a body up to `limit` bytes, holding one frame at a time; whether it ended.
+async fn discard_body(body: axum::body::Body, limit: usize) -> bool {
+    use futures_util::StreamExt;
+    let mut chunks = body.into_data_stream();
+    let mut seen = 0usize;
+    while let Some(chunk) = chunks.next().await {
+        match chunk {
+            Ok(bytes) => {
+                seen += bytes.len();
+                if seen > limit {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// A declared `Content-Length` over the body limit is refused at once (413, connection
+/// closed), before authentication or any byte of the body is read.
+async fn refuse_declared_oversize(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > state.settings.max_body_bytes as u64 => {
+            let resp = ApiError::PayloadTooLarge(format!(
+                "the body ({n} bytes) exceeds the limit of {} bytes",
+                state.settings.max_body_bytes
+            ))
+            .into_response();
+            // A body of a few MB is read and dropped (a chunk at a time) so its sender sees
+            // the 413 rather than a reset; a larger one is not waited for.
+            if n <= OVERSIZE_DRAIN_BYTES {
+                discard_body(req.into_body(), OVERSIZE_DRAIN_BYTES as usize).await;
+            }
+            resp
+        }
+        _ => next.run(req).await,
     }
 }
 

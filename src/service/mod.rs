@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use image::RgbImage;
 use tokio::sync::Semaphore;
 
+pub(crate) use self::scheduler::Reservation;
 use crate::config::Settings;
 use crate::engine::error::EngineError;
 use crate::engine::postprocess::DetectParams;
@@ -102,9 +103,26 @@ impl Service {
         vocab: Arc<Vocabulary>,
         params: DetectParams,
     ) -> Result<Detected, ServiceError> {
-        let start = Instant::now();
         params.validate()?;
         let place = self.scheduler.reserve()?;
+        self.detect_reserved(place, frame, vocab, params).await
+    }
+
+    /// Places for `n` frames at once, or an overload refusal for all of them.
+    pub fn admit(&self, n: usize) -> Result<Vec<Reservation>, ServiceError> {
+        self.scheduler.reserve_many(n)
+    }
+
+    /// [`Service::detect`] with a place already reserved (see [`Service::admit`]).
+    pub async fn detect_reserved(
+        &self,
+        place: Reservation,
+        frame: Frame,
+        vocab: Arc<Vocabulary>,
+        params: DetectParams,
+    ) -> Result<Detected, ServiceError> {
+        let start = Instant::now();
+        params.validate()?;
         let permit = self
             .prepare_slots
             .acquire()

@@ -81,18 +81,25 @@ impl Scheduler {
     /// A place in the queue, or `Overloaded` at once when it is full: taken before any work
     /// on a request, so a refusal costs nothing.
     pub fn reserve(&self) -> Result<Reservation, ServiceError> {
+        Ok(self.reserve_many(1)?.pop().expect("one reservation"))
+    }
+
+    /// `n` places at once, or none: a request of several images is admitted as a whole.
+    pub fn reserve_many(&self, n: usize) -> Result<Vec<Reservation>, ServiceError> {
         let limit = self.policy.queue_size;
         self.depth
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {
-                (d < limit).then_some(d + 1)
+                (d + n <= limit).then_some(d + n)
             })
             .map_err(|_| ServiceError::Overloaded {
                 retry_after_s: RETRY_AFTER_S,
             })?;
-        Ok(Reservation {
-            scheduler: self.clone(),
-            queued: false,
-        })
+        Ok((0..n)
+            .map(|_| Reservation {
+                scheduler: self.clone(),
+                queued: false,
+            })
+            .collect())
     }
 
     /// Places reserved or queued and not yet taken by the worker (what `queue_size` bounds).

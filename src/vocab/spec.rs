@@ -61,7 +61,15 @@ impl Classes {
 
 /// How a class's phrases (synonyms) make its embedding.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
     clap::ValueEnum,
 )]
 #[serde(rename_all = "lowercase", try_from = "String")]

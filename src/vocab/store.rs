@@ -143,6 +143,8 @@ pub struct VocabStore {
     misses: AtomicU64,
     by_hash: Mutex<LruCache<String, Arc<Vocabulary>>>,
     named: RwLock<BTreeMap<String, VocabSpec>>,
+    /// Held by every write (put, delete) around its file change and its registry change.
+    writes: Mutex<()>,
     load_errors: Vec<String>,
 }
 
@@ -208,6 +210,7 @@ impl VocabStore {
             misses: AtomicU64::new(0),
             by_hash: Mutex::new(LruCache::new(max_built)),
             named: RwLock::new(named),
+            writes: Mutex::new(()),
             load_errors,
             options,
         })
@@ -480,14 +483,20 @@ impl VocabStore {
             )));
         }
         let vocab = self.build(&spec, Some(name))?;
+        let stored = Stored {
+            name: name.to_string(),
+            spec: spec.clone(),
+        };
+        let bytes = serde_json::to_vec_pretty(&stored)
+            .map_err(|e| EngineError::Vocabulary(e.to_string()))?;
+        // The file and the registry change under one guard, so what is served is what a
+        // restart reads back, whatever the interleaving of writers.
+        let _writing = self.writes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(dir) = self.options.data_dir() {
-            let stored = Stored {
-                name: name.to_string(),
-                spec: spec.clone(),
-            };
-            let bytes = serde_json::to_vec_pretty(&stored)
-                .map_err(|e| EngineError::Vocabulary(e.to_string()))?;
-            write_atomic(&dir.join("vocabularies"), &format!("{name}.json"), &bytes)?;
+            let file = format!("{name}.json");
+            write_atomic(&dir.join("vocabularies"), &file, &bytes).map_err(|(path, e)| {
+                EngineError::storage(&format!("cannot save vocabulary `{name}`"), &path, &e)
+            })?;
         }
         self.named
             .write()
@@ -504,18 +513,25 @@ impl VocabStore {
                 "`{name}` is a built-in vocabulary and cannot be deleted"
             )));
         }
-        let mut named = self.named.write().unwrap_or_else(|p| p.into_inner());
-        if named.remove(name).is_none() {
+        let _writing = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.read_named().contains_key(name) {
             return Ok(false);
         }
         if let Some(dir) = self.options.data_dir() {
-            let path = dir.join("vocabularies").join(format!("{name}.json"));
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(EngineError::io(&path, e)),
-            }
+            let vocabularies = dir.join("vocabularies");
+            let path = vocabularies.join(format!("{name}.json"));
+            let removed = match std::fs::remove_file(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other.and_then(|()| std::fs::File::open(&vocabularies)?.sync_all()),
+            };
+            removed.map_err(|e| {
+                EngineError::storage(&format!("cannot delete vocabulary `{name}`"), &path, &e)
+            })?;
         }
+        self.named
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
         Ok(true)
     }
 
@@ -656,11 +672,18 @@ fn read_stored(path: &Path, limits: &VocabLimits) -> std::result::Result<Stored,
     Ok(stored)
 }
 
-/// Writes `dir/name` atomically: a temporary file, fsync, rename, fsync of the directory.
-pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
+/// Writes `dir/name` atomically: a temporary file unique to this write (process and sequence
+/// number), fsync, rename, fsync of the directory. A failure names the path it concerns.
+pub fn write_atomic(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+) -> std::result::Result<(), (PathBuf, std::io::Error)> {
+    static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    std::fs::create_dir_all(dir).map_err(|e| (dir.to_path_buf(), e))?;
     let target = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -670,7 +693,7 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     };
     write().map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        EngineError::io(&target, e)
+        (target, e)
     })
 }
 

@@ -41,7 +41,7 @@ pub async fn deepstack(
     };
     let (vocab, params) = state.choose(&input.options, fallback).await?;
     let bytes = input.images.into_iter().next().expect("checked non-empty");
-    let answer = state.detect_one(bytes, vocab, params, false).await?;
+    let answer = state.detect_one(bytes, vocab, params, false, None).await?;
     let mut predictions: Vec<serde_json::Value> = answer
         .response
         .detections

@@ -42,7 +42,7 @@ pub async fn detect(
         .await?;
     let bytes = input.images.into_iter().next().expect("one image");
     let mut answer = state
-        .detect_one(bytes, vocab, params, format.is_some())
+        .detect_one(bytes, vocab, params, format.is_some(), None)
         .await?;
     let mut resp = match (format, answer.image.take()) {
         (Some(fmt), Some(img)) => {
@@ -71,20 +71,37 @@ pub async fn detect(
 #[utoipa::path(post, path = "/v1/detect/batch", tag = "detection",
     params(DetectOptions),
     request_body(content = crate::server::openapi::DetectForm, description = "several `image` fields", content_type = "multipart/form-data"),
-    responses((status = 200, description = "OK", body = crate::server::openapi::BatchResponse), (status = 400, description = "malformed request", body = crate::server::openapi::ErrorBody), (status = 422, description = "invalid image size, vocabulary or parameter", body = crate::server::openapi::ErrorBody)))]
+    responses((status = 200, description = "OK", body = crate::server::openapi::BatchResponse), (status = 400, description = "malformed request", body = crate::server::openapi::ErrorBody), (status = 413, description = "more images than `[server] max_batch_images`, or a body over the limit", body = crate::server::openapi::ErrorBody), (status = 422, description = "invalid image size, vocabulary or parameter", body = crate::server::openapi::ErrorBody), (status = 429, description = "the batch does not fit in the queue (admitted whole or not at all)", body = crate::server::openapi::ErrorBody)))]
 pub async fn detect_batch(
     State(state): State<Arc<AppState>>,
     RawQuery(query): RawQuery,
     req: Request,
 ) -> Result<Response, ApiError> {
     let input = DetectInput::read(req, query.as_deref()).await?;
+    let max = state
+        .settings
+        .max_batch_images
+        .min(state.service.batching.queue_size.max(1));
+    if input.images.len() > max {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "{} images in one batch; the limit is {max} ([server] max_batch_images, at most \
+             [batching] queue_size)",
+            input.images.len()
+        )));
+    }
     let (vocab, params) = state
         .choose(&input.options, &state.settings.default_vocabulary)
         .await?;
-    let futures = input.images.into_iter().map(|bytes| {
+    // Admitted as a whole: an idle server never refuses part of a batch, a busy one all of it.
+    let places = state.service.admit(input.images.len())?;
+    let futures = input.images.into_iter().zip(places).map(|(bytes, place)| {
         let state = state.clone();
         let (vocab, params) = (vocab.clone(), params.clone());
-        async move { state.detect_one(bytes, vocab, params, false).await }
+        async move {
+            state
+                .detect_one(bytes, vocab, params, false, Some(place))
+                .await
+        }
     });
     let results = futures_join_all(futures).await;
     let items: Vec<BatchItem> = results

@@ -47,16 +47,23 @@ impl AppState {
         vocab: Arc<Vocabulary>,
         params: DetectParams,
         keep_image: bool,
+        place: Option<crate::service::Reservation>,
     ) -> Result<Answer, ApiError> {
+        let frame = Frame::Encoded(bytes);
+        let detected = match place {
+            Some(place) => {
+                self.service
+                    .detect_reserved(place, frame, vocab.clone(), params)
+                    .await
+            }
+            None => self.service.detect(frame, vocab.clone(), params).await,
+        };
         let Detected {
             detections,
             image,
             timings,
             batch_size,
-        } = self
-            .service
-            .detect(Frame::Encoded(bytes), vocab.clone(), params)
-            .await?;
+        } = detected?;
         let response = DetectResponse {
             detections,
             image: ImageSize {

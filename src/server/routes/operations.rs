@@ -81,3 +81,8 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Response {
 pub async fn not_found(req: Request) -> ApiError {
     ApiError::NotFound(format!("{} {}", req.method(), req.uri().path()))
 }
+
+/// A known route asked with a method it does not serve: 405 with the JSON error.
+pub async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{} {}", req.method(), req.uri().path()))
+}

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::common::*;
+use std::io::{Read, Write};
 
 #[test]
 fn api_key_guards_everything_but_health_metrics_and_the_page() {
@@ -61,5 +62,43 @@ fn api_key_guards_everything_but_health_metrics_and_the_page() {
         "/style.css",
     ] {
         assert_eq!(c.get(s.url(open)).send().unwrap().status(), 200, "{open}");
+    }
+}
+
+#[test]
+fn the_bearer_scheme_is_case_insensitive_and_refusals_never_wait_for_the_body() {
+    let s = Server::start("random", &["--api-key", "s3cret"]);
+    let c = client();
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let r = c
+            .get(s.url("/v1/info"))
+            .header("authorization", format!("{scheme} s3cret"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{scheme}");
+    }
+    // A body the server will not take: the refusal comes from the headers alone. The client
+    // announces 18 MB and sends only the headers; a server that read the body first would
+    // wait for bytes that never come.
+    for (key, want) in [("", 401), ("x-api-key: s3cret\r\n", 413)] {
+        let addr = s.base.trim_start_matches("http://").to_string();
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let head = format!(
+            "POST /v1/detect HTTP/1.1\r\nhost: x\r\n{key}content-type: image/jpeg\r\ncontent-length: {}\r\n\r\n",
+            if want == 413 { 1u64 << 40 } else { 18 << 20 }
+        );
+        tcp.write_all(head.as_bytes()).unwrap();
+        let mut answer = String::new();
+        let mut buf = [0u8; 4096];
+        while !answer.contains("error_type") {
+            let n = tcp.read(&mut buf).expect("an answer before the body");
+            assert!(n > 0, "closed without an answer: {answer}");
+            answer.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {want}")),
+            "{key:?}: {answer}"
+        );
     }
 }

@@ -271,3 +271,25 @@ fn bad_input_gets_the_right_4xx_and_the_server_survives() {
     assert!(metric(&metrics, "dosod_failures_total{reason=\"decode\"}") >= 3.0);
     assert!(metric(&metrics, "dosod_failures_total{reason=\"validation\"}") >= 8.0);
 }
+
+#[test]
+fn a_known_route_with_the_wrong_method_gets_the_json_405() {
+    let s = Server::start("random", &[]);
+    let c = client();
+    for (method, path) in [
+        ("DELETE", "/v1/detect"),
+        ("POST", "/health/live"),
+        ("PUT", "/v1/info"),
+    ] {
+        let r = c
+            .request(method.parse().unwrap(), s.url(path))
+            .send()
+            .unwrap();
+        let (st, v) = json(r);
+        assert_eq!(st, 405, "{method} {path}: {v}");
+        assert_eq!(v["error_type"], "method_not_allowed", "{v}");
+        assert!(v["error"].as_str().unwrap().contains(path), "{v}");
+    }
+    let (st, v) = json(c.get(s.url("/v1/nothing-here")).send().unwrap());
+    assert_eq!((st, v["error_type"].as_str()), (404, Some("not_found")));
+}

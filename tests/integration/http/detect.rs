@@ -72,7 +72,10 @@ fn detect_in_every_input_form_gives_the_same_answer() {
     ]);
     assert_eq!(st, 200, "{first}");
     let (_, alone) = ask(&[("classes", "person, dog"), ("score_threshold", "0.05")]);
-    let (_, mean) = ask(&[("classes", "person, dog|puppy"), ("score_threshold", "0.05")]);
+    let (_, mean) = ask(&[
+        ("classes", "person, dog|puppy"),
+        ("score_threshold", "0.05"),
+    ]);
     assert_eq!(dets(&first), dets(&alone));
     assert_ne!(dets(&first), dets(&mean));
     let (st, bad) = ask(&[("classes", "dog"), ("synonyms", "median")]);
@@ -297,4 +300,64 @@ fn overload_is_refused_fast_and_the_server_stays_ready() {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap();
     assert!(rss_kb < 1_500_000, "RSS {rss_kb} kB");
+}
+
+#[test]
+fn a_batch_is_capped_and_admitted_whole() {
+    // A queue of 8 and batches of at most 8: an idle server answers every image of a full
+    // batch (none refused by its own siblings); one image more is refused as a whole.
+    let s = Server::start("random", &["--queue-size", "8", "--max-batch-images", "8"]);
+    let c = client();
+    let mut png = Vec::new();
+    image::RgbImage::from_pixel(64, 48, image::Rgb([90, 120, 200]))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let batch = |n: usize| {
+        let mut f = multipart::Form::new();
+        for i in 0..n {
+            f = f.part(
+                "image",
+                multipart::Part::bytes(png.clone()).file_name(format!("{i}.png")),
+            );
+        }
+        json(
+            c.post(s.url("/v1/detect/batch"))
+                .multipart(f)
+                .send()
+                .unwrap(),
+        )
+    };
+    for _ in 0..3 {
+        let (st, v) = batch(8);
+        assert_eq!(st, 200, "{v}");
+        let results = v["results"].as_array().unwrap();
+        assert_eq!(results.len(), 8);
+        assert!(
+            results.iter().all(|r| r.get("error").is_none()),
+            "an idle server refused part of its own batch: {v}"
+        );
+    }
+    let (st, v) = batch(9);
+    assert_eq!(
+        (st, v["error_type"].as_str()),
+        (413, Some("payload_too_large")),
+        "{v}"
+    );
+    // A cap above the queue is the queue.
+    drop(s);
+    let s = Server::start("random", &["--queue-size", "4", "--max-batch-images", "8"]);
+    let mut f = multipart::Form::new();
+    for i in 0..5 {
+        f = f.part(
+            "image",
+            multipart::Part::bytes(png.clone()).file_name(format!("{i}.png")),
+        );
+    }
+    let (st, v) = json(
+        c.post(s.url("/v1/detect/batch"))
+            .multipart(f)
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(st, 413, "{v}");
 }

@@ -136,7 +136,9 @@ fn the_first_synonym_rule_embeds_only_the_first_phrase() {
     assert_eq!(official.len(), 1203);
     assert_ne!(official.hash, averaged.hash);
     // "aerosol can|spray can": first phrase only, officially.
-    let aerosol = s.build(&VocabSpec::parse_list("aerosol can"), None).unwrap();
+    let aerosol = s
+        .build(&VocabSpec::parse_list("aerosol can"), None)
+        .unwrap();
     assert_eq!(official.joint.row(0), aerosol.joint.row(0));
     assert_ne!(averaged.joint.row(0), aerosol.joint.row(0));
 }
@@ -144,8 +146,9 @@ fn the_first_synonym_rule_embeds_only_the_first_phrase() {
 #[test]
 fn the_official_first_phrase_lvis_list_loads_with_its_repeats() {
     // The official first-phrase list names bow, fish, octopus, pan and salmon twice.
-    let text = std::fs::read_to_string(root().join("configs/vocabularies/lvis_v1_class_texts.json"))
-        .unwrap();
+    let text =
+        std::fs::read_to_string(root().join("configs/vocabularies/lvis_v1_class_texts.json"))
+            .unwrap();
     let lists: Vec<Vec<String>> = serde_json::from_str(&text).unwrap();
     let firsts: Vec<Vec<String>> = lists.iter().map(|l| vec![l[0].clone()]).collect();
     let mut spec = VocabSpec::from_phrase_lists(firsts.clone());
@@ -158,7 +161,13 @@ fn the_official_first_phrase_lvis_list_loads_with_its_repeats() {
     let repeated: Vec<&String> = v.labels.iter().filter(|l| l.ends_with(" (2)")).collect();
     assert_eq!(
         repeated,
-        ["bow (2)", "fish (2)", "octopus (2)", "pan (2)", "salmon (2)"],
+        [
+            "bow (2)",
+            "fish (2)",
+            "octopus (2)",
+            "pan (2)",
+            "salmon (2)"
+        ],
         "each repeat is its own category with its own label"
     );
     let unique: std::collections::HashSet<&String> = v.labels.iter().collect();

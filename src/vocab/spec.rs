@@ -117,6 +117,20 @@ pub struct VocabSpec {
     pub allow_repeats: bool,
 }
 
+/// Characters that show nothing: white space, zero-width characters and bidi controls.
+fn invisible(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{FEFF}'
+                | '\u{00AD}'
+        )
+}
+
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
 }
@@ -253,6 +267,11 @@ impl VocabSpec {
                         "phrase `{p}` of class {i} has surrounding whitespace"
                     ));
                 }
+                if p.chars().all(invisible) {
+                    return bad(format!(
+                        "phrase {p:?} of class {i} has no visible character"
+                    ));
+                }
                 if p.chars().any(char::is_control) {
                     return bad(format!("phrase {p:?} of class {i} has a control character"));
                 }
@@ -372,6 +391,19 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("exactly once")
+        );
+        for ghost in ["\u{200B}\u{200D}", "\u{202E}\u{2066}", "\u{FEFF}"] {
+            let e = VocabSpec::parse_list(&format!("dog, {ghost}"))
+                .validate(&l)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("no visible character"), "{e}");
+        }
+        // Invisible characters inside a visible phrase are the user's business.
+        assert!(
+            VocabSpec::parse_list("dog\u{200D}face")
+                .validate(&l)
+                .is_ok()
         );
         let empty = VocabSpec::new(vec![]);
         assert!(

@@ -1,22 +1,13 @@
 //! Criterion benchmarks of the CPU stages around the model: decode + letterbox, and NMS.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use dosod::engine::bundle::{InputSpec, Interpolation, PadPosition};
+use dosod::engine::bundle::InputSpec;
 use dosod::engine::decode::{DecodeLimits, decode};
 use dosod::engine::letterbox::letterbox_into;
 use dosod::engine::postprocess::{DetectParams, postprocess};
 
 fn spec() -> InputSpec {
-    InputSpec {
-        width: 640,
-        height: 640,
-        resize: "keep_ratio".into(),
-        interpolation: Interpolation::Auto,
-        pad_value: 114,
-        pad_position: PadPosition::Center,
-        strides: vec![8, 16, 32],
-        anchors: None,
-    }
+    InputSpec::keep_ratio(640, 640)
 }
 
 fn letterbox(c: &mut Criterion) {

@@ -111,6 +111,21 @@ fn default_strides() -> Vec<u32> {
 }
 
 impl InputSpec {
+    /// A `width × height` keep-ratio input with the defaults a `model.toml` gets (automatic
+    /// interpolation, pad 114, centred, strides 8 / 16 / 32).
+    pub fn keep_ratio(width: u32, height: u32) -> InputSpec {
+        InputSpec {
+            width,
+            height,
+            resize: keep_ratio(),
+            interpolation: Interpolation::Auto,
+            pad_value: pad_114(),
+            pad_position: PadPosition::Center,
+            strides: default_strides(),
+            anchors: None,
+        }
+    }
+
     /// Anchors implied by the strides: `sum((H/s) * (W/s))`.
     pub fn anchors_from_strides(&self) -> usize {
         self.strides

@@ -189,16 +189,7 @@ mod tests {
     use super::*;
 
     fn spec(w: u32, h: u32) -> InputSpec {
-        InputSpec {
-            width: w,
-            height: h,
-            resize: "keep_ratio".into(),
-            interpolation: Interpolation::Auto,
-            pad_value: 114,
-            pad_position: PadPosition::Center,
-            strides: vec![8, 16, 32],
-            anchors: None,
-        }
+        InputSpec::keep_ratio(w, h)
     }
 
     #[test]

@@ -194,13 +194,8 @@ async fn require_key(State(state): State<Arc<AppState>>, req: Request, next: Nex
         // Drain (never keep) a little of what the client is still sending, so a small request
         // sees the 401 rather than a reset; anything larger is cut off with the connection.
         let mut resp = ApiError::Unauthorized.into_response();
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<usize>().ok());
         // Chunked bodies (no length) are drained up to the same bound.
-        let small = declared.is_none_or(|n| n <= UNAUTHORIZED_DRAIN_BYTES);
+        let small = declared_length(req.headers()).is_none_or(|n| n <= UNAUTHORIZED_DRAIN_BYTES);
         if !small || !discard_body(req.into_body(), UNAUTHORIZED_DRAIN_BYTES).await {
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -211,20 +206,31 @@ async fn require_key(State(state): State<Arc<AppState>>, req: Request, next: Nex
 
 /// How much of an unauthenticated request's body is read (and dropped, a chunk at a time) before
 /// its 401; a larger declared body gets the 401 at once and the connection closes.
-const UNAUTHORIZED_DRAIN_BYTES: usize = 1 << 20;
+const UNAUTHORIZED_DRAIN_BYTES: u64 = 1 << 20;
+
+/// The body length a request declares (`Content-Length`), if any.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
 
 /// The largest oversized body drained before its 413.
 const OVERSIZE_DRAIN_BYTES: u64 = 8 << 20;
 
 /// Reads and drops a body up to `limit` bytes, holding one frame at a time; whether it ended.
-async fn discard_body(body: axum::body::Body, limit: usize) -> bool {
+async fn discard_body(body: axum::body::Body, limit: u64) -> bool {
     use futures_util::StreamExt;
     let mut chunks = body.into_data_stream();
-    let mut seen = 0usize;
+    let mut seen = 0u64;
     while let Some(chunk) = chunks.next().await {
         match chunk {
             Ok(bytes) => {
-                seen += bytes.len();
+                seen += bytes.len() as u64;
                 if seen > limit {
                     return false;
                 }
@@ -242,12 +248,7 @@ async fn refuse_declared_oversize(
     req: Request,
     next: Next,
 ) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    match declared {
+    match declared_length(req.headers()) {
         Some(n) if n > state.settings.max_body_bytes as u64 => {
             let resp = ApiError::PayloadTooLarge(format!(
                 "the body ({n} bytes) exceeds the limit of {} bytes",
@@ -257,7 +258,7 @@ async fn refuse_declared_oversize(
             // A body of a few MB is read and dropped (a chunk at a time) so its sender sees
             // the 413 rather than a reset; a larger one is not waited for.
             if n <= OVERSIZE_DRAIN_BYTES {
-                discard_body(req.into_body(), OVERSIZE_DRAIN_BYTES as usize).await;
+                discard_body(req.into_body(), OVERSIZE_DRAIN_BYTES).await;
             }
             resp
         }

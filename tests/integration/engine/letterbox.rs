@@ -3,7 +3,7 @@
 //! thin and odd ones included: the same geometry, and every value within one grey level.
 
 use crate::common::*;
-use dosod::engine::bundle::{InputSpec, Interpolation, PadPosition};
+use dosod::engine::bundle::InputSpec;
 use dosod::engine::letterbox::letterbox_into;
 use serde_json::Value;
 use std::process::Command;
@@ -18,16 +18,7 @@ fn letterboxed_tensors_equal_opencv_within_one_grey_level() {
         .status()
         .unwrap();
     assert!(made.success(), "the OpenCV reference failed");
-    let spec = InputSpec {
-        width: 640,
-        height: 640,
-        resize: "keep_ratio".into(),
-        interpolation: Interpolation::Auto,
-        pad_value: 114,
-        pad_position: PadPosition::Center,
-        strides: vec![8, 16, 32],
-        anchors: None,
-    };
+    let spec = InputSpec::keep_ratio(640, 640);
     let cases: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("cases.json")).unwrap())
             .unwrap();

@@ -74,98 +74,6 @@ impl Gate {
     }
 }
 
-/// `dosod stream` with its status lines recorded as they arrive.
-struct Daemon {
-    proc: Proc,
-    statuses: Arc<Mutex<Vec<(Instant, Value)>>>,
-}
-
-impl Daemon {
-    fn start(config: &Path) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dosod"))
-            .args(["--model", path_str(&demo_model()), "--config"])
-            .arg(config)
-            .args(["stream", "--status-interval-s", "1"])
-            .current_dir(root())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let statuses: Arc<Mutex<Vec<(Instant, Value)>>> = Arc::default();
-        let sink = statuses.clone();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    sink.lock().unwrap().push((Instant::now(), v));
-                }
-            }
-        });
-        Daemon {
-            proc: Proc(child),
-            statuses,
-        }
-    }
-
-    /// The newest status of camera `name`, and when it was printed.
-    fn status(&self, name: &str) -> Option<(Instant, Value)> {
-        let lines = self.statuses.lock().unwrap();
-        let (at, line) = lines.last()?;
-        let s = line.as_array()?.iter().find(|s| s["name"] == name)?;
-        Some((*at, s.clone()))
-    }
-
-    /// Camera `name`'s frames processed in each status line, with the line's time.
-    fn history(&self, name: &str) -> Vec<(Instant, u64)> {
-        let lines = self.statuses.lock().unwrap();
-        lines
-            .iter()
-            .filter_map(|(at, l)| {
-                let s = l.as_array()?.iter().find(|s| s["name"] == name)?;
-                Some((*at, s["frames_processed"].as_u64()?))
-            })
-            .collect()
-    }
-
-    /// Waits until camera `name` processes a frame after `since`: the time of the first status
-    /// line printed after `since` that shows more frames than every line before `since`.
-    fn wait_processing(&self, name: &str, since: Instant, bound: Duration) -> Instant {
-        let mut seen = None;
-        wait_for(&format!("camera {name} processing"), bound, || {
-            let history = self.history(name);
-            let before = history
-                .iter()
-                .filter(|(at, _)| *at <= since)
-                .map(|(_, n)| *n)
-                .max()
-                .unwrap_or(0);
-            seen = history
-                .iter()
-                .find(|(at, n)| *at > since && *n > before)
-                .map(|(at, _)| *at);
-            seen.is_some()
-        });
-        seen.unwrap()
-    }
-
-    fn terminate_within(mut self, bound: Duration) -> Duration {
-        let pid = self.proc.0.id().to_string();
-        let start = Instant::now();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        loop {
-            if let Some(status) = self.proc.0.try_wait().unwrap() {
-                assert!(status.success(), "dosod stream exited with {status}");
-                return start.elapsed();
-            }
-            assert!(
-                start.elapsed() < bound,
-                "dosod stream still running {bound:?} after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
 /// The pid of a child of `parent` whose command line contains `needle`.
 fn child_with(parent: u32, needle: &str) -> Option<u32> {
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
@@ -238,6 +146,18 @@ fn check_resumed(sub: &Subscriber, back: Instant, back_epoch: f64, cameras: &[&s
     after
 }
 
+/// Camera `name`, whose RTSP server came back at `back` after an outage of `outage`, processes
+/// frames again within 15 s of that return.
+fn recovered_within_15_s(daemon: &Daemon, name: &str, back: Instant, outage: &str) {
+    let running = daemon.wait_processing(name, back, Duration::from_secs(60));
+    let after = running.duration_since(back).as_secs_f64();
+    eprintln!("{outage} RTSP outage: camera running again {after:.1} s after the server's return");
+    assert!(
+        after <= 15.0,
+        "{outage} outage: running again after {after:.1} s"
+    );
+}
+
 fn new_event_ids(sub: &Subscriber) -> Vec<String> {
     sub.messages
         .lock()
@@ -301,24 +221,12 @@ fn cameras_and_mqtt_recover_from_outages_within_their_bounds() {
     let (broker, sub, back, back_epoch) = broker_back(mqtt_port, dir.path(), &gate);
     let first = check_resumed(&sub, back, back_epoch, &["a", "c"]);
     eprintln!("30 s broker outage: detections {first:.2} s after the broker's return");
-    let a_running = daemon.wait_processing("a", a_back, Duration::from_secs(60));
-    let a_after = a_running.duration_since(a_back).as_secs_f64();
-    eprintln!("12 s RTSP outage: camera running again {a_after:.1} s after the server's return");
-    assert!(
-        a_after <= 15.0,
-        "12 s outage: running again after {a_after:.1} s"
-    );
+    recovered_within_15_s(&daemon, "a", a_back, "12 s");
 
     std::thread::sleep(Duration::from_secs(60).saturating_sub(b_down.elapsed()));
     rtsp[1] = Some(start_rtsp(rtsp_ports[1]));
     let b_back = Instant::now();
-    let b_running = daemon.wait_processing("b", b_back, Duration::from_secs(60));
-    let b_after = b_running.duration_since(b_back).as_secs_f64();
-    eprintln!("60 s RTSP outage: camera running again {b_after:.1} s after the server's return");
-    assert!(
-        b_after <= 15.0,
-        "60 s outage: running again after {b_after:.1} s"
-    );
+    recovered_within_15_s(&daemon, "b", b_back, "60 s");
     let (_, b) = daemon.status("b").unwrap();
     assert_eq!(b["state"], "running", "{b}");
     assert!(b["restarts"].as_u64().unwrap() >= 1, "{b}");

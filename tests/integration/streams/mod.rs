@@ -213,6 +213,98 @@ fn write_config(dir: &Path, body: &str) -> PathBuf {
     path
 }
 
+/// `dosod stream` with its status lines recorded as they arrive.
+struct Daemon {
+    proc: Proc,
+    statuses: Arc<Mutex<Vec<(Instant, Value)>>>,
+}
+
+impl Daemon {
+    fn start(config: &Path) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dosod"))
+            .args(["--model", path_str(&demo_model()), "--config"])
+            .arg(config)
+            .args(["stream", "--status-interval-s", "1"])
+            .current_dir(root())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let statuses: Arc<Mutex<Vec<(Instant, Value)>>> = Arc::default();
+        let sink = statuses.clone();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    sink.lock().unwrap().push((Instant::now(), v));
+                }
+            }
+        });
+        Daemon {
+            proc: Proc(child),
+            statuses,
+        }
+    }
+
+    /// The newest status of camera `name`, and when it was printed.
+    fn status(&self, name: &str) -> Option<(Instant, Value)> {
+        let lines = self.statuses.lock().unwrap();
+        let (at, line) = lines.last()?;
+        let s = line.as_array()?.iter().find(|s| s["name"] == name)?;
+        Some((*at, s.clone()))
+    }
+
+    /// Camera `name`'s frames processed in each status line, with the line's time.
+    fn history(&self, name: &str) -> Vec<(Instant, u64)> {
+        let lines = self.statuses.lock().unwrap();
+        lines
+            .iter()
+            .filter_map(|(at, l)| {
+                let s = l.as_array()?.iter().find(|s| s["name"] == name)?;
+                Some((*at, s["frames_processed"].as_u64()?))
+            })
+            .collect()
+    }
+
+    /// Waits until camera `name` processes a frame after `since`: the time of the first status
+    /// line printed after `since` that shows more frames than every line before `since`.
+    fn wait_processing(&self, name: &str, since: Instant, bound: Duration) -> Instant {
+        let mut seen = None;
+        wait_for(&format!("camera {name} processing"), bound, || {
+            let history = self.history(name);
+            let before = history
+                .iter()
+                .filter(|(at, _)| *at <= since)
+                .map(|(_, n)| *n)
+                .max()
+                .unwrap_or(0);
+            seen = history
+                .iter()
+                .find(|(at, n)| *at > since && *n > before)
+                .map(|(at, _)| *at);
+            seen.is_some()
+        });
+        seen.unwrap()
+    }
+
+    fn terminate_within(mut self, bound: Duration) -> Duration {
+        let pid = self.proc.0.id().to_string();
+        let start = Instant::now();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        loop {
+            if let Some(status) = self.proc.0.try_wait().unwrap() {
+                assert!(status.success(), "dosod stream exited with {status}");
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < bound,
+                "dosod stream still running {bound:?} after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 #[test]
 fn cameras_publish_detections_recover_and_change_vocabulary() {
     let _serial = serial();
@@ -518,30 +610,7 @@ fps = 0
             clip = path_str(&clip())
         ),
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dosod"))
-        .args([
-            "--model",
-            path_str(&demo_model()),
-            "--config",
-            path_str(&config),
-        ])
-        .args(["stream", "--status-interval-s", "1"])
-        .current_dir(root())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let statuses: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let sink = statuses.clone();
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                sink.lock().unwrap().push(v);
-            }
-        }
-    });
-    let child = Proc(child);
+    let daemon = Daemon::start(&config);
     let start = Instant::now();
     wait_for("40 processed frames", Duration::from_secs(90), || {
         sub.json_on("dosod/fast/detections", start).len() >= 40
@@ -560,7 +629,7 @@ fps = 0
         "a status line with skipped frames",
         Duration::from_secs(10),
         || {
-            statuses.lock().unwrap().iter().any(|s| {
+            daemon.statuses.lock().unwrap().iter().any(|(_, s)| {
                 let s = &s[0];
                 s["frames_skipped"].as_u64().unwrap_or(0) > 0
                     && s["frames_received"].as_u64().unwrap_or(0)
@@ -576,11 +645,7 @@ fps = 0
     assert!(indexes.windows(2).all(|w| w[1] > w[0]));
     assert!(indexes.windows(2).any(|w| w[1] > w[0] + 1), "{indexes:?}");
     // SIGTERM: a clean stop says offline (not through the last will) and exits 0.
-    let mut child = child;
-    let pid = child.0.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let status = child.0.wait().unwrap();
-    assert!(status.success());
+    daemon.terminate_within(Duration::from_secs(30));
     wait_for("offline after a clean stop", Duration::from_secs(5), || {
         sub.available("offline")
     });

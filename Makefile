@@ -16,19 +16,26 @@ BIN := target/release/dosod
 ORT_LIB = $(shell ls $(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.$(ORT_VERSION) 2>/dev/null | head -n1)
 export DOSOD_ORT_LIB = $(abspath $(ORT_LIB))
 
-.PHONY: run test setup venv bundles encoders build lint bench bench-ros2 criterion web-deps stream-deps eval-demo test-opencv clean-generated
+.PHONY: run test setup test-venv venv bundles encoders build lint bench bench-ros2 criterion web-deps stream-deps eval-demo test-opencv clean-generated fuzz
 
 # The main job: the HTTP API and web page on the default bundle (http://127.0.0.1:8080/).
 run: setup build
 	$(BIN) serve
 
-test: setup build web-deps stream-deps
+test: setup build web-deps stream-deps test-venv
 	$(VPY) -m dosod_tools.textenc.build_clip_tokenizer --out tests/fixtures/clip-tiny/tokenizer.json --check
 	$(VPY) -m pytest -q python/tests
 	$(CARGO) test --release --all-targets
 	$(MAKE) lint
 
 setup: venv bundles encoders
+
+# The test-only Python packages (schemathesis, pinned) on top of the set-up venv.
+STAMP_TEST_VENV := $(VENV)/.stamp-test-requirements
+test-venv: $(STAMP_TEST_VENV)
+$(STAMP_TEST_VENV): $(STAMP_VENV) python/requirements/test.txt
+	$(VPY) -m pip install --quiet --disable-pip-version-check -r python/requirements/test.txt
+	touch $@
 
 venv: $(STAMP_VENV)
 # The pinned set-up packages, then the tooling itself (python/, editable: `python -m dosod_tools...`).
@@ -105,3 +112,17 @@ criterion:
 
 clean-generated:
 	rm -rf models/generated models/encoders $(STAMP_VENV)
+
+# Fuzzing (cargo-fuzz on the nightly toolchain; fuzz/README.md): every target for FUZZ_SECONDS,
+# on a scratch copy of its corpus (fuzz/corpus/ is only read). Any crash fails. Not in `make test`.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := decode detect_input vocab_spec vocab_npy manifest ros2_image ros2_cdr config
+FUZZ_FLAGS := --codegen-units 16
+fuzz:
+	cd fuzz && cargo +nightly fuzz build $(FUZZ_FLAGS)
+	scratch=$$(mktemp -d) && trap 'rm -rf "$$scratch"' EXIT && \
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p "$$scratch/$$t" && \
+	  (cd fuzz && cargo +nightly fuzz run $(FUZZ_FLAGS) $$t "$$scratch/$$t" corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -print_final_stats=1) || exit 1; \
+	done

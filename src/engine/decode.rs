@@ -32,7 +32,7 @@ impl DecodeLimits {
     }
 }
 
-/// Decodes JPEG, PNG, WebP or BMP bytes, applies the EXIF orientation, and converts to RGB8
+/// Decodes JPEG, PNG, WebP, BMP, GIF (its first frame) or TIFF bytes, applies the EXIF orientation, and converts to RGB8
 /// (grey, alpha, 16-bit and CMYK inputs included; alpha is dropped).
 pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage> {
     if bytes.is_empty() {
@@ -43,7 +43,7 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage> {
         .map_err(|e| EngineError::Decode(e.to_string()))?;
     let Some(format) = reader.format() else {
         return Err(EngineError::Decode(
-            "unrecognised format (expected JPEG, PNG, WebP or BMP)".into(),
+            "unrecognised format (expected JPEG, PNG, WebP, BMP, GIF or TIFF)".into(),
         ));
     };
     if format == image::ImageFormat::Jpeg && !has_jpeg_end(bytes) {
@@ -118,6 +118,24 @@ mod tests {
         ));
         let rgb = decode(&png(rgba16), &limits).unwrap();
         assert_eq!(rgb.get_pixel(1, 1).0, [255, 0, 128]);
+    }
+
+    #[test]
+    fn decodes_gif_and_tiff() {
+        // Issue 15 item 6: both were refused as unrecognised.
+        let limits = DecodeLimits::default();
+        let img = RgbImage::from_fn(5, 3, |x, y| image::Rgb([x as u8 * 50, y as u8 * 100, 0]));
+        for format in [image::ImageFormat::Gif, image::ImageFormat::Tiff] {
+            let mut bytes = Vec::new();
+            DynamicImage::ImageRgb8(img.clone())
+                .write_to(&mut Cursor::new(&mut bytes), format)
+                .unwrap();
+            let rgb = decode(&bytes, &limits).unwrap();
+            assert_eq!(rgb.dimensions(), (5, 3), "{format:?}");
+            if format == image::ImageFormat::Tiff {
+                assert_eq!(rgb, img, "TIFF is lossless");
+            }
+        }
     }
 
     #[test]

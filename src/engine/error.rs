@@ -25,6 +25,9 @@ pub enum EngineError {
     /// A named thing (a vocabulary) does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with what exists (a built-in vocabulary cannot be replaced).
+    #[error("{0}")]
+    Conflict(String),
     /// A request parameter is out of range.
     #[error("invalid parameter: {0}")]
     InvalidParameter(String),

@@ -27,6 +27,9 @@ pub enum ApiError {
     /// The queue is full: try again later.
     #[error("server overloaded: the queue is full")]
     Overloaded { retry_after_s: u64 },
+    /// Too many request bodies are being received at once (`[server] max_inflight_body_bytes`).
+    #[error("server overloaded: too many request bytes are being received; retry shortly")]
+    BodiesInFlight,
     /// The request's deadline passed before its result was ready.
     #[error("{0}")]
     Timeout(String),
@@ -58,6 +61,7 @@ impl ApiError {
                 | EngineError::Vocabulary(_)
                 | EngineError::InvalidParameter(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 EngineError::NotFound(_) => StatusCode::NOT_FOUND,
+                EngineError::Conflict(_) => StatusCode::CONFLICT,
                 EngineError::Runtime(_)
                 | EngineError::Bundle { .. }
                 | EngineError::Inference(_)
@@ -70,7 +74,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Overloaded { .. } | ApiError::BodiesInFlight => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Timeout(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -84,6 +88,7 @@ impl ApiError {
                 EngineError::TooLarge(_) => "too_large",
                 EngineError::Vocabulary(_) | EngineError::InvalidParameter(_) => "validation",
                 EngineError::NotFound(_) => "not_found",
+                EngineError::Conflict(_) => "conflict",
                 EngineError::Storage(_) => "storage",
                 EngineError::Runtime(_)
                 | EngineError::Bundle { .. }
@@ -96,7 +101,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
-            ApiError::Overloaded { .. } => "overloaded",
+            ApiError::Overloaded { .. } | ApiError::BodiesInFlight => "overloaded",
             ApiError::Timeout(_) => "timeout",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -118,9 +123,16 @@ impl IntoResponse for ApiError {
             tracing::debug!(error = %self, status = status.as_u16(), "request refused");
         }
         let mut resp = (status, axum::Json(self.body())).into_response();
-        if let ApiError::Overloaded { retry_after_s } = self {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+        match self {
+            ApiError::Overloaded { retry_after_s } => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+            }
+            ApiError::BodiesInFlight => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(1));
+            }
+            _ => {}
         }
         if let ApiError::Unauthorized = self {
             resp.headers_mut()

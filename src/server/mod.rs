@@ -4,6 +4,7 @@
 pub(crate) mod config;
 pub(crate) mod error;
 pub(crate) mod input;
+mod listener;
 pub(crate) mod openapi;
 mod page;
 pub(crate) mod routes;
@@ -40,6 +41,8 @@ pub(crate) struct AppState {
     /// Used when a request names no vocabulary (warm-up, `/v1/info`).
     pub default_vocab: Arc<Vocabulary>,
     pub ready: AtomicBool,
+    /// Bytes of request bodies being received (`[server] max_inflight_body_bytes`).
+    body_budget: tokio::sync::Semaphore,
     /// The cameras, when `[[streams]]` are configured (set once, after start-up).
     pub streams: std::sync::OnceLock<Arc<crate::stream::StreamManager>>,
 }
@@ -54,6 +57,11 @@ impl AppState {
             service,
             default_vocab,
             ready: AtomicBool::new(false),
+            body_budget: tokio::sync::Semaphore::new(
+                settings
+                    .max_inflight_body_bytes
+                    .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+            ),
             streams: std::sync::OnceLock::new(),
             settings,
         }))
@@ -85,10 +93,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/streams/{name}/events", get(streams::events))
         .route("/v1/streams/{name}/mjpeg", get(streams::mjpeg))
         .route("/v1/streams/{name}/snapshot.jpg", get(streams::snapshot))
+        .route_layer(middleware::from_fn_with_state(state.clone(), admit_body))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     let open = Router::new()
         // DeepStack clients send the key as a form field: the handler checks it.
-        .route("/v1/vision/detection", post(routes::deepstack::deepstack))
+        .route(
+            "/v1/vision/detection",
+            post(routes::deepstack::deepstack)
+                .route_layer(middleware::from_fn_with_state(state.clone(), admit_body)),
+        )
         .route("/health/live", get(operations::live))
         .route("/health/ready", get(operations::ready))
         .route("/metrics", get(operations::metrics))
@@ -204,6 +217,35 @@ async fn require_key(State(state): State<Arc<AppState>>, req: Request, next: Nex
     }
 }
 
+/// Admits a request's body under the budget of bytes being received at once (its declared
+/// length, or `max_body_bytes` when chunked): beyond it, 429 before any body byte is read, and
+/// the connection is closed.
+async fn admit_body(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let s = &state.settings;
+    let cost = match declared_length(req.headers()) {
+        Some(n) => n,
+        None if req.headers().contains_key(header::TRANSFER_ENCODING) => s.max_body_bytes as u64,
+        None => 0,
+    };
+    if cost == 0 {
+        return next.run(req).await;
+    }
+    // One request of any allowed size fits an empty budget.
+    let cost = cost
+        .min(s.max_body_bytes as u64)
+        .min(s.max_inflight_body_bytes.max(1) as u64);
+    let Ok(_permit) = state
+        .body_budget
+        .try_acquire_many(u32::try_from(cost).unwrap_or(u32::MAX))
+    else {
+        let mut resp = ApiError::BodiesInFlight.into_response();
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return resp;
+    };
+    next.run(req).await
+}
+
 /// How much of an unauthenticated request's body is read (and dropped, a chunk at a time) before
 /// its 401; a larger declared body gets the 401 at once and the connection closes.
 const UNAUTHORIZED_DRAIN_BYTES: u64 = 1 << 20;
@@ -266,7 +308,8 @@ async fn refuse_declared_oversize(
     }
 }
 
-/// Request timeout, and request / failure counters by route, status and reason.
+/// Request timeout, overload refusals paced (`overload_delay_ms`), and request / failure
+/// counters by route, status and reason.
 async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
@@ -281,6 +324,11 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
         ))
         .into_response(),
     };
+    let reason = resp.extensions().get::<FailureReason>().map(|r| r.0);
+    if reason == Some("overloaded") && state.settings.overload_delay_ms > 0 {
+        // Paces clients that re-send at once; the wait costs no CPU.
+        tokio::time::sleep(Duration::from_millis(state.settings.overload_delay_ms)).await;
+    }
     let status = resp.status();
     state
         .service
@@ -288,7 +336,7 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
         .requests
         .with_label_values(&[route.as_str(), status.as_str()])
         .inc();
-    if let Some(FailureReason(reason)) = resp.extensions().get::<FailureReason>() {
+    if let Some(reason) = reason {
         state
             .service
             .metrics
@@ -318,23 +366,19 @@ pub async fn serve(state: Arc<AppState>) -> anyhow::Result<()> {
     // The line tests and scripts wait for.
     println!("listening on http://{local}");
 
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let signalled = stop.clone();
     let ready = state.clone();
-    let app = router(state.clone());
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let limits = listener::ConnectionLimits {
+        max_connections: listener::fit_connections(s.max_connections.max(1)),
+        header_timeout: Duration::from_millis(s.header_timeout_ms.max(1)),
+        grace: Duration::from_millis(s.shutdown_grace_ms),
+    };
+    let open = state.service.metrics.http_connections.clone();
+    listener::serve(listener, router(state.clone()), limits, open, async move {
         shutdown_signal().await;
         ready.ready.store(false, Ordering::Release);
         tracing::info!("shutting down: finishing in-flight requests");
-        signalled.notify_one();
-    });
-    let grace = Duration::from_millis(s.shutdown_grace_ms);
-    tokio::select! {
-        r = server => r?,
-        _ = async { stop.notified().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!("grace period over: closing with requests still in flight");
-        }
-    }
+    })
+    .await;
     Ok(())
 }
 

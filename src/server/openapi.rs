@@ -22,13 +22,13 @@ pub struct ErrorBody {
     pub error_type: String,
 }
 
-/// The multipart form of the detection routes: the image(s) and the detect options.
+/// The multipart form of the detection routes: the image(s) and the detect options. Its
+/// component is rebuilt by [`Document`] as one closed object (a flattened closed object would
+/// make an `allOf` no form satisfies).
 #[derive(ToSchema)]
 pub struct DetectForm {
     #[schema(format = Binary, value_type = String)]
     pub image: Vec<u8>,
-    #[serde(flatten)]
-    pub options: DetectOptions,
 }
 
 #[derive(ToSchema)]
@@ -41,6 +41,7 @@ pub struct DeepStackForm {
     #[schema(format = Binary, value_type = String)]
     pub image: Vec<u8>,
     pub api_key: Option<String>,
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub min_confidence: Option<f32>,
 }
 
@@ -125,17 +126,27 @@ pub struct Status {
         Classes,
         streams::StreamList,
     )),
-    modifiers(&Security)
+    modifiers(&Document)
 )]
 pub struct ApiDoc;
 
-/// Declares the optional API key (Bearer or `x-api-key`).
-struct Security;
+/// The routes served without an API key (the DeepStack route takes it as a form field too).
+pub(crate) const OPEN_PATHS: [&str; 4] = [
+    "/health/live",
+    "/health/ready",
+    "/metrics",
+    "/v1/vision/detection",
+];
 
-impl utoipa::Modify for Security {
+/// Declares the API key (Bearer or `x-api-key`), requires it on every operation but the open
+/// ones, adds the refusals every operation of a kind can give (401 where a key is required,
+/// 413 and 429 where a body is read) and builds the detection form from the detect options.
+struct Document;
+
+impl utoipa::Modify for Document {
     fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{
-            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
         };
         let components = api.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
@@ -146,5 +157,78 @@ impl utoipa::Modify for Security {
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))),
         );
+        detect_form(components);
+        let either_key = vec![
+            SecurityRequirement::new("bearer", Vec::<String>::new()),
+            SecurityRequirement::new("api_key", Vec::<String>::new()),
+        ];
+        for (path, item) in api.paths.paths.iter_mut() {
+            let open = OPEN_PATHS.contains(&path.as_str());
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let mut add = |status: &str, description: &str| {
+                    op.responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| error_response(description));
+                };
+                if !open {
+                    add("401", "missing or wrong API key (when the server has one)");
+                }
+                if op.request_body.is_some() {
+                    add("413", "body too large");
+                    add("429", "overloaded: retry after the Retry-After seconds");
+                }
+                if !open {
+                    op.security = Some(either_key.clone());
+                }
+            }
+        }
     }
+}
+
+/// `DetectForm`: the detect options' properties and `image`, one closed object.
+fn detect_form(components: &mut utoipa::openapi::Components) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{KnownFormat, Object, Schema, SchemaFormat, Type};
+    let Some(RefOr::T(Schema::Object(options))) = components.schemas.get("DetectOptions") else {
+        return;
+    };
+    let mut form: Object = options.clone();
+    form.description = Some(
+        "The multipart form of the detection routes: `image` (several on the batch route) and \
+         the detect options."
+            .into(),
+    );
+    let image = Object::builder()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+        .build();
+    form.properties.insert("image".into(), image.into());
+    form.required.push("image".into());
+    components
+        .schemas
+        .insert("DetectForm".into(), RefOr::T(Schema::Object(form)));
+}
+
+/// A response with the JSON error body.
+fn error_response(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+        .into()
 }

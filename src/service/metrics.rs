@@ -1,7 +1,7 @@
 //! Prometheus metrics: requests, failures by reason, queue depth, stage and batch histograms, streams.
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -14,20 +14,22 @@ pub struct Metrics {
     pub stages: HistogramVec,
     pub batch_size: Histogram,
     pub vocab_cache: IntGauge,
-    pub vocab_hits: IntGauge,
-    pub vocab_misses: IntGauge,
+    pub vocab_hits: IntCounter,
+    pub vocab_misses: IntCounter,
+    /// Open HTTP client connections.
+    pub http_connections: IntGauge,
     /// Per camera: 1 while frames arrive, else 0.
     pub stream_up: IntGaugeVec,
     /// Per camera and `kind` (received, processed, skipped): frames per second.
     pub stream_fps: GaugeVec,
     /// Per camera and `kind` (received, processed, skipped, stale): frames since start.
-    pub stream_frames: IntGaugeVec,
-    pub stream_restarts: IntGaugeVec,
+    pub stream_frames: IntCounterVec,
+    pub stream_restarts: IntCounterVec,
     /// Frame read to detections published.
     pub stream_latency: HistogramVec,
     pub mqtt_connected: IntGauge,
-    pub mqtt_published: IntGauge,
-    pub mqtt_dropped: IntGauge,
+    pub mqtt_published: IntCounter,
+    pub mqtt_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -63,16 +65,18 @@ impl Metrics {
         let vocab_cache =
             IntGauge::new("vocab_cache_entries", "phrases in the text-embedding cache")
                 .expect("metric");
-        let vocab_hits = IntGauge::new(
+        let vocab_hits = IntCounter::new(
             "vocab_cache_hits_total",
             "phrase look-ups answered by the text-embedding cache",
         )
         .expect("metric");
-        let vocab_misses = IntGauge::new(
+        let vocab_misses = IntCounter::new(
             "vocab_cache_misses_total",
             "phrase look-ups that needed the text encoder",
         )
         .expect("metric");
+        let http_connections =
+            IntGauge::new("http_connections", "open HTTP client connections").expect("metric");
         let stream_up = IntGaugeVec::new(
             Opts::new("stream_up", "1 while the camera delivers frames"),
             &["stream"],
@@ -86,7 +90,7 @@ impl Metrics {
             &["stream", "kind"],
         )
         .expect("metric");
-        let stream_frames = IntGaugeVec::new(
+        let stream_frames = IntCounterVec::new(
             Opts::new(
                 "stream_frames_total",
                 "frames received, processed, skipped and stale",
@@ -94,7 +98,7 @@ impl Metrics {
             &["stream", "kind"],
         )
         .expect("metric");
-        let stream_restarts = IntGaugeVec::new(
+        let stream_restarts = IntCounterVec::new(
             Opts::new(
                 "stream_restarts_total",
                 "source restarts (errors, watchdog)",
@@ -114,8 +118,8 @@ impl Metrics {
         let mqtt_connected =
             IntGauge::new("mqtt_connected", "1 while connected to the broker").expect("metric");
         let mqtt_published =
-            IntGauge::new("mqtt_published_total", "MQTT messages sent").expect("metric");
-        let mqtt_dropped = IntGauge::new(
+            IntCounter::new("mqtt_published_total", "MQTT messages sent").expect("metric");
+        let mqtt_dropped = IntCounter::new(
             "mqtt_dropped_total",
             "MQTT messages dropped because the queue to the broker was full",
         )
@@ -129,6 +133,7 @@ impl Metrics {
             Box::new(vocab_cache.clone()),
             Box::new(vocab_hits.clone()),
             Box::new(vocab_misses.clone()),
+            Box::new(http_connections.clone()),
             Box::new(stream_up.clone()),
             Box::new(stream_fps.clone()),
             Box::new(stream_frames.clone()),
@@ -150,6 +155,7 @@ impl Metrics {
             vocab_cache,
             vocab_hits,
             vocab_misses,
+            http_connections,
             stream_up,
             stream_fps,
             stream_frames,
@@ -160,7 +166,18 @@ impl Metrics {
             mqtt_dropped,
         }
     }
+}
 
+/// Moves a counter up to a running total kept elsewhere (never down: a total that restarted
+/// from zero resumes counting from where the counter is).
+pub(crate) fn advance(counter: &IntCounter, total: u64) {
+    let now = counter.get();
+    if total > now {
+        counter.inc_by(total - now);
+    }
+}
+
+impl Metrics {
     /// Records one stage duration given in milliseconds.
     pub fn observe_stage(&self, stage: &str, millis: f64) {
         self.stages

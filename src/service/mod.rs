@@ -113,6 +113,12 @@ impl Service {
         self.scheduler.reserve_many(n)
     }
 
+    /// Refuses at once (`Overloaded`) when the queue has no place for `n` more frames, so an
+    /// overloaded server sheds a request before reading its body.
+    pub fn check_room(&self, n: usize) -> Result<(), ServiceError> {
+        self.scheduler.check_room(n)
+    }
+
     /// [`Service::detect`] with a place already reserved (see [`Service::admit`]).
     pub async fn detect_reserved(
         &self,

@@ -29,13 +29,17 @@ pub(crate) struct DetectOptions {
     /// official protocol) [default: mean for classes, first for the built-ins].
     #[arg(long, value_enum)]
     pub synonyms: Option<Synonyms>,
-    /// Minimum score [default: the bundle's].
+    /// Minimum score, 0-1 [default: the bundle's].
     #[arg(long)]
     #[serde(default, alias = "min_confidence", deserialize_with = "lenient")]
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    #[param(minimum = 0.0, maximum = 1.0)]
     pub score_threshold: Option<f32>,
-    /// NMS IoU threshold [default: the bundle's].
+    /// NMS IoU threshold, 0-1 [default: the bundle's].
     #[arg(long)]
     #[serde(default, deserialize_with = "lenient")]
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    #[param(minimum = 0.0, maximum = 1.0)]
     pub iou_threshold: Option<f32>,
     /// Most detections per image, 1-10000 [default: the bundle's].
     #[arg(long)]

@@ -102,6 +102,18 @@ impl Scheduler {
             .collect())
     }
 
+    /// `Overloaded` when `n` places are not free now; reserves nothing (for a refusal before a
+    /// request's body is read).
+    pub fn check_room(&self, n: usize) -> Result<(), ServiceError> {
+        if self.depth() + n <= self.policy.queue_size {
+            Ok(())
+        } else {
+            Err(ServiceError::Overloaded {
+                retry_after_s: RETRY_AFTER_S,
+            })
+        }
+    }
+
     /// Places reserved or queued and not yet taken by the worker (what `queue_size` bounds).
     pub fn depth(&self) -> usize {
         self.depth.load(Ordering::Relaxed)

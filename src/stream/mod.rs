@@ -19,6 +19,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::engine::postprocess::DetectParams;
 use crate::engine::{Detection, Vocabulary};
+use crate::service::metrics::advance;
 use crate::service::{Frame as ServiceFrame, Service};
 use crate::vocab::store::VocabRequest;
 use config::StreamConfig;
@@ -498,7 +499,7 @@ impl Worker {
             .metrics
             .stream_restarts
             .with_label_values(&[self.name()])
-            .set(restarts as i64);
+            .inc();
     }
 
     fn stop_source(&mut self, state: &str, error: Option<String>) {
@@ -716,20 +717,15 @@ impl Worker {
             ("skipped", rskip, skipped),
         ] {
             m.stream_fps.with_label_values(&[name, kind]).set(fps);
-            m.stream_frames
-                .with_label_values(&[name, kind])
-                .set(total as i64);
+            advance(&m.stream_frames.with_label_values(&[name, kind]), total);
         }
-        m.stream_frames
-            .with_label_values(&[name, "stale"])
-            .set(stale as i64);
+        advance(&m.stream_frames.with_label_values(&[name, "stale"]), stale);
         if let Some(mqtt) = &self.ctx.mqtt {
             let s = mqtt.stats();
             m.mqtt_connected
                 .set(i64::from(s.connected.load(Ordering::Relaxed)));
-            m.mqtt_published
-                .set(s.published.load(Ordering::Relaxed) as i64);
-            m.mqtt_dropped.set(s.dropped.load(Ordering::Relaxed) as i64);
+            advance(&m.mqtt_published, s.published.load(Ordering::Relaxed));
+            advance(&m.mqtt_dropped, s.dropped.load(Ordering::Relaxed));
         }
     }
 }

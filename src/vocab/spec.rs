@@ -105,6 +105,7 @@ impl std::str::FromStr for Synonyms {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VocabSpec {
+    #[schema(min_items = 1)]
     pub classes: Vec<ClassSpec>,
     #[serde(default = "default_template")]
     pub template: String,

@@ -478,7 +478,7 @@ impl VocabStore {
     pub fn put(&self, name: &str, spec: VocabSpec) -> Result<Arc<Vocabulary>> {
         validate_name(name)?;
         if BUILTINS.iter().any(|(n, _)| *n == name) {
-            return Err(EngineError::InvalidParameter(format!(
+            return Err(EngineError::Conflict(format!(
                 "`{name}` is a built-in vocabulary and cannot be replaced"
             )));
         }
@@ -509,7 +509,7 @@ impl VocabStore {
     pub fn delete(&self, name: &str) -> Result<bool> {
         validate_name(name)?;
         if BUILTINS.iter().any(|(n, _)| *n == name) {
-            return Err(EngineError::InvalidParameter(format!(
+            return Err(EngineError::Conflict(format!(
                 "`{name}` is a built-in vocabulary and cannot be deleted"
             )));
         }

@@ -14,26 +14,38 @@ use crate::server::input::DetectInput;
 /// `POST /v1/vision/detection`: DeepStack's object detection API, for Frigate and friends.
 #[utoipa::path(post, path = "/v1/vision/detection", tag = "compatibility",
     request_body(content = crate::server::openapi::DeepStackForm, content_type = "multipart/form-data"),
-    responses((status = 200, description = "OK", body = crate::server::openapi::DeepStackResponse), (status = 401, description = "missing or wrong API key", body = crate::server::openapi::ErrorBody), (status = 400, description = "malformed request", body = crate::server::openapi::ErrorBody)))]
+    responses((status = 200, description = "OK", body = crate::server::openapi::DeepStackResponse), (status = 401, description = "missing or wrong API key", body = crate::server::openapi::ErrorBody), (status = 400, description = "malformed request", body = crate::server::openapi::ErrorBody),
+        (status = 413, description = "body too large", body = crate::server::openapi::ErrorBody), (status = 415, description = "unsupported content type", body = crate::server::openapi::ErrorBody),
+        (status = 422, description = "invalid image size or parameter", body = crate::server::openapi::ErrorBody), (status = 429, description = "queue full: retry after the Retry-After seconds", body = crate::server::openapi::ErrorBody),
+        (status = 503, description = "deadline passed or not ready", body = crate::server::openapi::ErrorBody)))]
 pub async fn deepstack(
     State(state): State<Arc<AppState>>,
     RawQuery(query): RawQuery,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let bearer = crate::server::presented_key(req.headers());
-    let input = DetectInput::read(req, query.as_deref()).await?;
-    if !state.settings.api_key.is_empty() {
-        let form_key = input
-            .extra
-            .iter()
-            .find(|(k, _)| k == "api_key")
-            .map(|(_, v)| v.as_str());
-        if bearer.as_deref() != Some(state.settings.api_key.as_str())
-            && form_key != Some(state.settings.api_key.as_str())
-        {
+    let key = state.settings.api_key.as_str();
+    let header_ok =
+        key.is_empty() || crate::server::presented_key(req.headers()).as_deref() == Some(key);
+    // Without a valid header key the key can only come as a form field: anything but a form
+    // is refused before its body is read, and a form's key is checked before its errors.
+    if !header_ok && !is_form(&req) {
+        return Err(ApiError::Unauthorized);
+    }
+    state.service.check_room(1)?;
+    let read = DetectInput::read(req, query.as_deref()).await;
+    if !header_ok {
+        let form_key = read.as_ref().ok().and_then(|input| {
+            input
+                .extra
+                .iter()
+                .find(|(k, _)| k == "api_key")
+                .map(|(_, v)| v.as_str())
+        });
+        if form_key != Some(key) {
             return Err(ApiError::Unauthorized);
         }
     }
+    let input = read?;
     let fallback = if state.settings.deepstack_vocabulary.is_empty() {
         &state.settings.default_vocabulary
     } else {
@@ -67,4 +79,12 @@ pub async fn deepstack(
         Json(serde_json::json!({"success": true, "predictions": predictions})).into_response();
     timing_headers(&mut resp, &answer);
     Ok(resp)
+}
+
+/// Whether the request is a multipart form (the only way a DeepStack key comes in the body).
+fn is_form(req: &Request) -> bool {
+    req.headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"))
 }

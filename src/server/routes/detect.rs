@@ -28,6 +28,8 @@ pub async fn detect(
     RawQuery(query): RawQuery,
     req: Request,
 ) -> Result<Response, ApiError> {
+    // Overload is refused before the body is read: a refusal costs no upload.
+    state.service.check_room(1)?;
     let headers = req.headers().clone();
     let input = DetectInput::read(req, query.as_deref()).await?;
     if input.images.len() != 1 {
@@ -77,6 +79,7 @@ pub async fn detect_batch(
     RawQuery(query): RawQuery,
     req: Request,
 ) -> Result<Response, ApiError> {
+    state.service.check_room(1)?;
     let input = DetectInput::read(req, query.as_deref()).await?;
     let max = state
         .settings

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use crate::server::AppState;
 use crate::server::error::ApiError;
 use crate::server::types::VocabRef;
+use crate::service::metrics::advance;
 
 /// `GET /health/live`
 #[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, description = "OK", body = crate::server::openapi::Status)))]
@@ -34,8 +35,8 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let (m, cache) = (&state.service.metrics, state.service.store.cache_stats());
     m.queue_depth.set(state.service.scheduler.depth() as i64);
     m.vocab_cache.set(cache.entries as i64);
-    m.vocab_hits.set(cache.hits as i64);
-    m.vocab_misses.set(cache.misses as i64);
+    advance(&m.vocab_hits, cache.hits as u64);
+    advance(&m.vocab_misses, cache.misses as u64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         m.render(),

@@ -53,6 +53,26 @@ fn api_key_guards_everything_but_health_metrics_and_the_page() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 401);
+    // Without a key, a malformed DeepStack request is refused as unauthorised, not as
+    // malformed (issue 15 item 6: it answered 400 first), whatever its form.
+    for (ctype, body) in [
+        ("application/json", b"{\"image\": \"not base64!\"}".to_vec()),
+        ("image/jpeg", b"not an image".to_vec()),
+        ("multipart/form-data; boundary=x", b"--x\r\nbroken".to_vec()),
+    ] {
+        let (st, v) = json(
+            c.post(s.url("/v1/vision/detection"))
+                .header("content-type", ctype)
+                .body(body)
+                .send()
+                .unwrap(),
+        );
+        assert_eq!(
+            (st, v["error_type"].as_str()),
+            (401, Some("unauthorized")),
+            "{ctype}"
+        );
+    }
     for open in [
         "/health/live",
         "/health/ready",

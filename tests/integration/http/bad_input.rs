@@ -209,7 +209,7 @@ fn bad_input_gets_the_right_4xx_and_the_server_survives() {
                     .unwrap()
             })
         }),
-        ("builtin overwrite", 422, "validation", {
+        ("builtin overwrite", 409, "conflict", {
             let u = url("/v1/vocabularies/coco");
             Box::new(move |c| {
                 c.put(&u)

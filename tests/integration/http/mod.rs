@@ -3,6 +3,8 @@
 
 mod auth;
 mod bad_input;
+mod conformance;
+mod connections;
 mod detect;
 mod operations;
 mod shutdown;

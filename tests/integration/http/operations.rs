@@ -91,6 +91,32 @@ fn openapi_lists_every_route_and_validates() {
     ] {
         assert!(v["paths"][path][method].is_object(), "{method} {path}");
     }
+    // Issue 15 item 7: the key is required (and 401 documented) on every operation but the
+    // open ones; every operation reading a body documents 413 and 429.
+    let open = [
+        "/health/live",
+        "/health/ready",
+        "/metrics",
+        "/v1/vision/detection",
+    ];
+    for (path, item) in v["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = &op["responses"];
+            if !open.contains(&path.as_str()) {
+                assert!(op["security"].is_array(), "{method} {path}: no security");
+                assert!(responses["401"].is_object(), "{method} {path}: no 401");
+            }
+            if op.get("requestBody").is_some() {
+                for status in ["413", "429"] {
+                    assert!(
+                        responses[status].is_object(),
+                        "{method} {path}: no {status}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(v["paths"]["/v1/vision/detection"]["post"]["responses"]["415"].is_object());
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("openapi.json");
     std::fs::write(&file, &doc).unwrap();

@@ -35,6 +35,24 @@ fn vocabulary_crud_survives_a_restart() {
                 .status(),
             204
         );
+        // The built-ins are read-only: a conflict, not a malformed request.
+        let (st, v) = json(
+            c.put(s.url("/v1/vocabularies/coco"))
+                .json(&serde_json::json!({"classes": ["x"]}))
+                .send()
+                .unwrap(),
+        );
+        assert_eq!(
+            (st, v["error_type"].as_str()),
+            (409, Some("conflict")),
+            "{v}"
+        );
+        let (st, v) = json(c.delete(s.url("/v1/vocabularies/lvis")).send().unwrap());
+        assert_eq!(
+            (st, v["error_type"].as_str()),
+            (409, Some("conflict")),
+            "{v}"
+        );
         assert_eq!(s.terminate().code(), Some(0));
     }
     let s = Server::start("random", &["--data-dir", &data]);

@@ -455,6 +455,24 @@ fps = 10
         "processed fps: {processed_fps:?}"
     );
     assert!(metrics.contains("dosod_stream_restarts_total{stream=\"dead\"}"));
+    // Every `*_total` is a Prometheus counter (issue 15 item 9: they were gauges).
+    for name in [
+        "stream_frames_total",
+        "stream_restarts_total",
+        "vocab_cache_hits_total",
+        "requests_total",
+    ] {
+        assert!(
+            metrics.contains(&format!("# TYPE dosod_{name} counter")),
+            "{name} is not a counter"
+        );
+    }
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.starts_with("# TYPE") && l.contains("_total ") && !l.ends_with(" counter")),
+        "a *_total metric that is not a counter"
+    );
 
     // 3. Views: SSE, snapshot, MJPEG.
     let mut sse = reqwest::blocking::Client::new()

@@ -35,8 +35,8 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let (m, cache) = (&state.service.metrics, state.service.store.cache_stats());
     m.queue_depth.set(state.service.scheduler.depth() as i64);
     m.vocab_cache.set(cache.entries as i64);
-    advance(&m.vocab_hits, cache.hits as u64);
-    advance(&m.vocab_misses, cache.misses as u64);
+    advance(&m.vocab_hits, cache.hits);
+    advance(&m.vocab_misses, cache.misses);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         m.render(),

@@ -103,7 +103,28 @@ fn start_service(
         let _in = runtime.enter();
         crate::service::Service::start(settings)?
     };
+    trim_freed_memory_periodically();
     Ok((runtime, service))
+}
+
+/// glibc keeps the frame, tensor and batch buffers a service frees in its arenas, fragmented,
+/// so a long-running process only grows (a 30-minute soak: +594 MB/h after warm-up; a fixed
+/// mmap threshold instead cost 15 % throughput; docs/reliability.md). Every 10 s the free
+/// pages are handed back.
+fn trim_freed_memory_periodically() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    let _ = std::thread::Builder::new()
+        .name("dosod-trim".into())
+        .spawn(|| {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(10));
+                // SAFETY: malloc_trim only returns free memory to the system; it takes the
+                // allocator's own locks.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+            }
+        });
 }
 
 /// Runs the CLI; any error is printed as one line and gives exit code 1 (2 for usage errors).

@@ -13,6 +13,9 @@ mod config;
 pub mod cli;
 pub mod engine;
 mod eval;
+/// Entry points for `cargo fuzz` (fuzz/): empty unless built with `--cfg fuzzing`.
+#[allow(unexpected_cfgs)]
+pub mod fuzzing;
 mod ros2;
 mod server;
 mod service;

@@ -128,10 +128,14 @@ impl InputSpec {
 
     /// Anchors implied by the strides: `sum((H/s) * (W/s))`.
     pub fn anchors_from_strides(&self) -> usize {
+        // Saturating: an absurd manifest gives a count no model has, refused as a mismatch.
         self.strides
             .iter()
-            .map(|&s| (self.height / s) as usize * (self.width / s) as usize)
-            .sum()
+            .map(|&s| (self.height / s) as usize)
+            .zip(self.strides.iter().map(|&s| (self.width / s) as usize))
+            .fold(0usize, |sum, (h, w)| {
+                sum.saturating_add(h.saturating_mul(w))
+            })
     }
 }
 

@@ -55,7 +55,9 @@ pub fn parse_f32_matrix(bytes: &[u8]) -> std::result::Result<Array2<f32>, String
 }
 
 fn take(data: &[u8], count: usize, width: usize) -> std::result::Result<&[u8], String> {
-    let need = count * width;
+    let need = count
+        .checked_mul(width)
+        .ok_or_else(|| format!("a shape of {count} items of {width} bytes overflows"))?;
     data.get(..need).ok_or_else(|| {
         format!(
             "truncated .npy data: need {need} bytes, have {}",
@@ -128,6 +130,7 @@ pub fn parse_strings(bytes: &[u8]) -> std::result::Result<Vec<String>, String> {
     let width: usize = descr
         .strip_prefix("<U")
         .and_then(|w| w.parse().ok())
+        .filter(|&w| w > 0)
         .ok_or_else(|| format!("expected a unicode array (<U..), got {descr}"))?;
     let shape = dict_value(header, "shape").ok_or("no shape")?;
     let count: usize = shape
@@ -136,7 +139,10 @@ pub fn parse_strings(bytes: &[u8]) -> std::result::Result<Vec<String>, String> {
         .next()
         .and_then(|n| n.trim().parse().ok())
         .ok_or_else(|| format!("expected a 1-D array, got shape {shape}"))?;
-    let data = take(data, count * width, 4)?;
+    let chars = count
+        .checked_mul(width)
+        .ok_or_else(|| format!("a shape of {count} strings of {width} characters overflows"))?;
+    let data = take(data, chars, 4)?;
     data.chunks_exact(width * 4)
         .map(|item| {
             item.chunks_exact(4)
@@ -287,5 +293,28 @@ mod tests {
         one_d[at..at + 6].copy_from_slice(b"(4,)  ");
         let err = parse_f32_matrix(&one_d).unwrap_err();
         assert!(err.contains("2-D"), "{err}");
+    }
+
+    #[test]
+    fn shapes_whose_size_overflows_are_refused() {
+        // Found by reading the fuzz targets: `count * width` overflowed (a panic in debug builds).
+        let mut bytes = npy_header("<U4", "(4611686018427387904,)", 8);
+        bytes.extend_from_slice(&[0; 8]);
+        let err = parse_strings(&bytes).unwrap_err();
+        assert!(err.contains("overflows"), "{err}");
+        assert!(
+            take(&[0; 8], usize::MAX / 2, 4)
+                .unwrap_err()
+                .contains("overflows")
+        );
+    }
+
+    #[test]
+    fn zero_width_unicode_arrays_are_refused() {
+        // Found by fuzzing (fuzz target vocab_npy): `<U0` panicked in `chunks_exact(0)`.
+        let mut bytes = npy_header("<U0", "(2,)", 8);
+        bytes.extend_from_slice(&[0; 8]);
+        let err = parse_strings(&bytes).unwrap_err();
+        assert!(err.contains("<U0"), "{err}");
     }
 }

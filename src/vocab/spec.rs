@@ -191,18 +191,31 @@ impl VocabSpec {
     }
 
     /// The label of each class: its first phrase; a label already used by an earlier class
-    /// gets its occurrence number (`bow`, `bow (2)`), so every label names one class.
+    /// gets the first free occurrence number (`bow`, `bow (2)`; past a class literally named
+    /// `bow (2)`, `bow (3)`), so every label names one class.
     pub fn labels(&self) -> Vec<String> {
-        let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        let firsts: std::collections::HashSet<&str> =
+            self.classes.iter().map(ClassSpec::label).collect();
+        let mut used: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut next: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         self.classes
             .iter()
             .map(|c| {
-                let n = seen.entry(c.label()).or_insert(0);
-                *n += 1;
-                match *n {
-                    1 => c.label().to_string(),
-                    n => format!("{} ({n})", c.label()),
-                }
+                let base = c.label();
+                let label = if used.contains(base) {
+                    let n = next.entry(base).or_insert(2);
+                    loop {
+                        let candidate = format!("{base} ({n})");
+                        *n += 1;
+                        if !used.contains(&candidate) && !firsts.contains(candidate.as_str()) {
+                            break candidate;
+                        }
+                    }
+                } else {
+                    base.to_string()
+                };
+                used.insert(label.clone());
+                label
             })
             .collect()
     }
@@ -336,6 +349,19 @@ impl VocabSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_label_names_one_class() {
+        // Found by reading the fuzz targets: a class literally named `bow (2)` next to two
+        // `bow`s gave the label `bow (2)` twice.
+        let one = |p: &str| ClassSpec::One(p.into());
+        let mut spec = VocabSpec::new(vec![one("bow"), one("bow (2)"), one("bow")]);
+        spec.allow_repeats = true;
+        assert_eq!(spec.labels(), ["bow", "bow (2)", "bow (3)"]);
+        let mut spec = VocabSpec::new(vec![one("bow"), one("bow"), one("bow (2)")]);
+        spec.allow_repeats = true;
+        assert_eq!(spec.labels(), ["bow", "bow (3)", "bow (2)"]);
+    }
 
     #[test]
     fn parses_synonyms_and_classes() {

@@ -19,6 +19,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tower::ServiceExt;
 
+/// Headers hyper parses before it refuses a request itself (a bare 431, no JSON body): far above
+/// [`super::MAX_HEADERS`], which the router refuses with the JSON error, so only absurd heads
+/// (or heads over hyper's ~400 KB buffer) meet hyper's own refusal.
+const PARSED_HEADERS: usize = 1024;
+
 /// How connections are bounded.
 #[derive(Clone, Debug)]
 pub(crate) struct ConnectionLimits {
@@ -144,6 +149,7 @@ async fn serve_connection(
         }
     });
     let conn = hyper::server::conn::http1::Builder::new()
+        .max_headers(PARSED_HEADERS)
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(tcp), service);

@@ -119,6 +119,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             refuse_declared_oversize,
         ))
+        .layer(middleware::from_fn(refuse_large_headers))
         .layer(middleware::map_response(close_after_refused_body))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         // Never compress the MJPEG view: gzip would buffer a stream that never ends.
@@ -281,6 +282,33 @@ async fn discard_body(body: axum::body::Body, limit: u64) -> bool {
         }
     }
     true
+}
+
+/// Most header fields in one request (431 above).
+pub(crate) const MAX_HEADERS: usize = 100;
+/// Most bytes of header names and values in one request (431 above).
+pub(crate) const MAX_HEADER_BYTES: usize = 64 << 10;
+
+/// Too many or too large header fields: 431 with the JSON error (hyper's own refusal, for heads
+/// far larger, has no body).
+async fn refuse_large_headers(req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        let mut resp = ApiError::HeadersTooLarge(format!(
+            "{} header fields, {bytes} bytes; the limits are {MAX_HEADERS} fields and \
+             {MAX_HEADER_BYTES} bytes",
+            headers.len()
+        ))
+        .into_response();
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return resp;
+    }
+    next.run(req).await
 }
 
 /// A declared `Content-Length` over the body limit is refused at once (413, connection

@@ -273,7 +273,7 @@ fn bad_input_gets_the_right_4xx_and_the_server_survives() {
 }
 
 #[test]
-fn a_known_route_with_the_wrong_method_gets_the_json_405() {
+fn framework_refusals_405_404_431_carry_the_json_error() {
     let s = Server::start("random", &[]);
     let c = client();
     for (method, path) in [
@@ -292,4 +292,18 @@ fn a_known_route_with_the_wrong_method_gets_the_json_405() {
     }
     let (st, v) = json(c.get(s.url("/v1/nothing-here")).send().unwrap());
     assert_eq!((st, v["error_type"].as_str()), (404, Some("not_found")));
+    // Too many header fields, or one too large: 431 with the JSON error (issue 15 item 6:
+    // hyper's own 431 has no body).
+    let mut many = c.get(s.url("/v1/info"));
+    for i in 0..150 {
+        many = many.header(format!("x-h{i}"), "v");
+    }
+    let big = c
+        .get(s.url("/v1/info"))
+        .header("x-big", "v".repeat(70 << 10));
+    for (what, req) in [("150 fields", many), ("70 KiB field", big)] {
+        let (st, v) = json(req.send().unwrap());
+        assert_eq!(st, 431, "{what}: {v}");
+        assert_eq!(v["error_type"], "headers_too_large", "{what}: {v}");
+    }
 }

@@ -18,6 +18,22 @@ pub struct DetectInput {
     pub extra: Vec<(String, String)>,
 }
 
+const MULTIPART: &str = "multipart/form-data";
+
+/// The request's content type, lower-cased ("" when absent).
+fn content_type(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+/// Whether the request body is a multipart form (the only body a DeepStack key can come in).
+pub(crate) fn is_multipart(headers: &axum::http::HeaderMap) -> bool {
+    content_type(headers).starts_with(MULTIPART)
+}
+
 /// Form fields that are not options but are accepted (and returned in `extra`).
 const EXTRA_FIELDS: [&str; 1] = ["api_key"];
 
@@ -28,13 +44,8 @@ impl DetectInput {
         let mut input = DetectInput::default();
         let mut text: Vec<(String, String)> = query.map(form_urlencoded).unwrap_or_default();
         let mut json = serde_json::Map::new();
-        let ctype = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if ctype.starts_with("multipart/form-data") {
+        let ctype = content_type(req.headers());
+        if ctype.starts_with(MULTIPART) {
             let mut mp = Multipart::from_request(req, &())
                 .await
                 .map_err(|e| from_rejection(e.status(), e.body_text()))?;

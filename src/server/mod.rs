@@ -163,10 +163,15 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     )
 }
 
-/// A body refused for its size is left unread: the connection cannot carry another request, so
-/// say so (`Connection: close`) instead of letting the client reuse it and fail.
+/// A request refused for its size (body or headers) is left unread: the connection cannot
+/// carry another request, so say so (`Connection: close`) instead of letting the client reuse
+/// it and fail.
 async fn close_after_refused_body(mut resp: Response) -> Response {
-    if resp.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+    if matches!(
+        resp.status(),
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE
+            | axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    ) {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
@@ -298,15 +303,12 @@ async fn refuse_large_headers(req: Request, next: Next) -> Response {
         .map(|(k, v)| k.as_str().len() + v.len())
         .sum();
     if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
-        let mut resp = ApiError::HeadersTooLarge(format!(
+        return ApiError::HeadersTooLarge(format!(
             "{} header fields, {bytes} bytes; the limits are {MAX_HEADERS} fields and \
              {MAX_HEADER_BYTES} bytes",
             headers.len()
         ))
         .into_response();
-        resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return resp;
     }
     next.run(req).await
 }

@@ -28,7 +28,7 @@ pub async fn deepstack(
         key.is_empty() || crate::server::presented_key(req.headers()).as_deref() == Some(key);
     // Without a valid header key the key can only come as a form field: anything but a form
     // is refused before its body is read, and a form's key is checked before its errors.
-    if !header_ok && !is_form(&req) {
+    if !header_ok && !crate::server::input::is_multipart(req.headers()) {
         return Err(ApiError::Unauthorized);
     }
     state.service.check_room(1)?;
@@ -79,12 +79,4 @@ pub async fn deepstack(
         Json(serde_json::json!({"success": true, "predictions": predictions})).into_response();
     timing_headers(&mut resp, &answer);
     Ok(resp)
-}
-
-/// Whether the request is a multipart form (the only way a DeepStack key comes in the body).
-fn is_form(req: &Request) -> bool {
-    req.headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"))
 }

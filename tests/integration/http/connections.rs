@@ -1,6 +1,7 @@
 //! Connections (issue 15 item 4): half-sent headers and idle keep-alive connections are closed
 //! after the header timeout, shutdown is not held by them, the connection limit queues new
-//! connections instead of failing, and request bodies in flight are bounded.
+//! connections instead of failing, and request bodies in flight are bounded (their refusals
+//! paced).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -111,7 +112,15 @@ fn at_the_connection_limit_new_connections_wait_for_a_free_slot() {
 
 #[test]
 fn request_bodies_in_flight_are_bounded_before_any_byte_is_read() {
-    let s = Server::start("random", &["--max-inflight-body-bytes", "1000000"]);
+    let s = Server::start(
+        "random",
+        &[
+            "--max-inflight-body-bytes",
+            "1000000",
+            "--overload-delay-ms",
+            "400",
+        ],
+    );
     // An upload of 900 kB, headers and a first slice sent, then held: it holds 900 kB of the
     // budget.
     let mut slow = connect(&s);
@@ -127,7 +136,8 @@ fn request_bodies_in_flight_are_bounded_before_any_byte_is_read() {
         "the test image is smaller than the room left"
     );
     let deadline = Instant::now() + Duration::from_secs(60);
-    let (status, body) = loop {
+    let (status, body, took) = loop {
+        let sent = Instant::now();
         let (status, body) = json(
             client()
                 .post(s.url("/v1/detect"))
@@ -137,10 +147,12 @@ fn request_bodies_in_flight_are_bounded_before_any_byte_is_read() {
                 .unwrap(),
         );
         if status == 429 || Instant::now() > deadline {
-            break (status, body);
+            break (status, body, sent.elapsed());
         }
     };
     assert_eq!(status, 429, "{body}");
+    // Overload refusals are paced (`overload_delay_ms`): never sooner than the delay.
+    assert!(took >= Duration::from_millis(400), "refused after {took:?}");
     assert_eq!(body["error_type"], "overloaded", "{body}");
     // The held upload gone, the budget is whole again.
     drop(slow);

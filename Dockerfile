@@ -1,6 +1,8 @@
 # dosod: build the binary, then ship it with the ONNX Runtime library from the onnxruntime wheel.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
+# CMake and NASM build the SIMD libjpeg-turbo that the turbojpeg crate bundles.
+RUN apt-get update && apt-get install -y --no-install-recommends cmake nasm && rm -rf /var/lib/apt/lists/*
 COPY Cargo.toml Cargo.lock ./
 COPY src src
 COPY benches benches

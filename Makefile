@@ -16,7 +16,7 @@ BIN := target/release/dosod
 ORT_LIB = $(shell ls $(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.$(ORT_VERSION) 2>/dev/null | head -n1)
 export DOSOD_ORT_LIB = $(abspath $(ORT_LIB))
 
-.PHONY: run test setup test-venv venv bundles encoders build lint bench bench-ros2 criterion web-deps stream-deps eval-demo test-opencv clean-generated fuzz
+.PHONY: run test setup test-venv venv bundles encoders build build-deps lint bench bench-ros2 criterion web-deps stream-deps eval-demo test-opencv clean-generated fuzz
 
 # The main job: the HTTP API and web page on the default bundle (http://127.0.0.1:8080/).
 run: setup build
@@ -72,8 +72,12 @@ tests/web/node_modules/.package-lock.json: tests/web/package.json tests/web/pack
 stream-deps:
 	@bash scripts/stream_test_deps.sh
 
-build:
+# CMake and NASM for the bundled libjpeg-turbo (scripts/build_deps.sh), then the binary.
+build: build-deps
 	$(CARGO) build --release
+
+build-deps:
+	@bash scripts/build_deps.sh
 
 # The demo model's held-out evaluation (docs/demo-model.md): 2,000 fresh scenes of all 639
 # classes (seed 0; needs Debian's fonts-noto-color-emoji), scored three ways.

@@ -1,35 +1,80 @@
-//! Criterion benchmarks of the CPU stages around the model: decode + letterbox, and NMS.
+//! Criterion benchmarks of the CPU stages around the model: JPEG decoding (full and DCT-reduced),
+//! the letterbox at 320 and 640, both together, and post-processing. OpenCV's figures for the
+//! same steps come from `python -m dosod_tools.bench.frame_path --opencv-stages`
+//! (docs/benchmarks.md puts them side by side).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use dosod::engine::bundle::InputSpec;
-use dosod::engine::decode::{DecodeLimits, decode};
-use dosod::engine::letterbox::letterbox_into;
+use dosod::engine::decode::{DecodeLimits, decode, decode_reduced};
+use dosod::engine::letterbox::{Letterbox, letterbox_into, letterbox_sized_into};
 use dosod::engine::postprocess::{DetectParams, postprocess};
+use dosod::engine::resize::area;
 
-fn spec() -> InputSpec {
-    InputSpec::keep_ratio(640, 640)
-}
-
-fn letterbox(c: &mut Criterion) {
-    // zidane.jpg is a 1280x720 JPEG.
-    let bytes = std::fs::read(concat!(
+/// zidane.jpg: a 1280x720 baseline JPEG.
+fn jpeg() -> Vec<u8> {
+    std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/images/zidane.jpg"
     ))
-    .expect("fixture image");
+    .expect("fixture image")
+}
+
+fn decoding(c: &mut Criterion) {
+    let bytes = jpeg();
     let limits = DecodeLimits::default();
-    let spec = spec();
-    let mut out = vec![0f32; 3 * 640 * 640];
-    c.bench_function("decode+letterbox 1280x720 jpeg -> 640", |b| {
-        b.iter(|| {
-            let img = decode(&bytes, &limits).unwrap();
-            letterbox_into(&img, &spec, &mut out).unwrap()
-        })
+    c.bench_function("decode 1280x720 jpeg (libjpeg-turbo)", |b| {
+        b.iter(|| decode(&bytes, &limits).unwrap())
     });
+    c.bench_function("decode 1280x720 jpeg (image crate, zune-jpeg)", |b| {
+        b.iter(|| image::load_from_memory(&bytes).unwrap().to_rgb8())
+    });
+    for side in [320, 640] {
+        let spec = InputSpec::keep_ratio(side, side);
+        let need = |w, h| {
+            let lb = Letterbox::new(&spec, w, h);
+            Some((lb.new_w, lb.new_h))
+        };
+        c.bench_function(&format!("decode 1280x720 jpeg reduced for {side}"), |b| {
+            b.iter(|| decode_reduced(&bytes, &limits, need).unwrap())
+        });
+    }
+}
+
+fn letterbox(c: &mut Criterion) {
+    let bytes = jpeg();
+    let limits = DecodeLimits::default();
     let img = decode(&bytes, &limits).unwrap();
-    c.bench_function("letterbox 1280x720 -> 640", |b| {
-        b.iter(|| letterbox_into(&img, &spec, &mut out).unwrap())
-    });
+    for (w, h) in [(320, 180), (640, 360)] {
+        c.bench_function(&format!("area resize 1280x720 -> {w}x{h}"), |b| {
+            b.iter(|| area(img.as_raw(), 1280, 720, w, h))
+        });
+    }
+    for side in [320u32, 640] {
+        let spec = InputSpec::keep_ratio(side, side);
+        let mut out = vec![0f32; 3 * (side * side) as usize];
+        c.bench_function(&format!("letterbox 1280x720 -> {side}"), |b| {
+            b.iter(|| letterbox_into(&img, &spec, &mut out).unwrap())
+        });
+        c.bench_function(&format!("decode+letterbox 1280x720 jpeg -> {side}"), |b| {
+            b.iter(|| {
+                let img = decode(&bytes, &limits).unwrap();
+                letterbox_into(&img, &spec, &mut out).unwrap()
+            })
+        });
+        let need = |w, h| {
+            let lb = Letterbox::new(&spec, w, h);
+            Some((lb.new_w, lb.new_h))
+        };
+        c.bench_function(
+            &format!("decode+letterbox 1280x720 jpeg -> {side}, reduced decoding"),
+            |b| {
+                b.iter(|| {
+                    let d = decode_reduced(&bytes, &limits, need).unwrap();
+                    letterbox_sized_into(&d.image, (d.width, d.height), &spec, &mut out).unwrap()
+                })
+            },
+        );
+    }
 }
 
 fn nms(c: &mut Criterion) {
@@ -78,5 +123,5 @@ fn nms(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, letterbox, nms);
+criterion_group!(benches, decoding, letterbox, nms);
 criterion_main!(benches);

@@ -62,7 +62,7 @@ macro_rules! section {
 
 use crate::cli::{LogArgs, LogSettings};
 use crate::engine::bundle::{ModelArgs, ModelSettings};
-use crate::engine::decode::{DecodeLimits, DecodeLimitsArgs};
+use crate::engine::decode::{DecodeLimits, DecodeLimitsArgs, DecodeOptions, DecodeOptionsArgs};
 use crate::engine::runtime::{RuntimeArgs, RuntimeOptions};
 use crate::ros2::config::Ros2Settings;
 use crate::server::config::ServerSettings;
@@ -77,6 +77,7 @@ pub(crate) struct Settings {
     pub runtime: RuntimeOptions,
     pub model: ModelSettings,
     pub limits: DecodeLimits,
+    pub decode: DecodeOptions,
     pub vocabulary: VocabOptions,
     pub batching: BatchSettings,
     pub server: ServerSettings,
@@ -153,6 +154,8 @@ pub(crate) struct ConfigArgs {
     #[command(flatten)]
     pub limits: DecodeLimitsArgs,
     #[command(flatten)]
+    pub decode: DecodeOptionsArgs,
+    #[command(flatten)]
     pub vocabulary: VocabOptionsArgs,
     #[command(flatten)]
     pub batching: BatchArgs,
@@ -167,6 +170,7 @@ impl ConfigArgs {
         self.model.apply(&mut s.model);
         self.runtime.apply(&mut s.runtime);
         self.limits.apply(&mut s.limits);
+        self.decode.apply(&mut s.decode);
         self.vocabulary.apply(&mut s.vocabulary);
         self.batching.apply(&mut s.batching);
         self.log.apply(&mut s.log);

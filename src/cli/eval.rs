@@ -3,18 +3,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use image::RgbImage;
 use serde::Serialize;
 
 use crate::config::Settings;
-use crate::engine::Engine;
+use crate::engine::pipeline::pipelined;
+use crate::engine::{Engine, Prepared};
 use crate::eval::coco::{Category, Dataset, DetectionResult, Evaluation, Summary, evaluate};
 use crate::service::open_store;
-use crate::vocab::Vocabulary;
 use crate::vocab::spec::{Synonyms, VocabSpec};
 
 #[derive(Debug, clap::Args)]
@@ -330,47 +328,46 @@ fn run_engine(
         .progress_chars("=> "),
     );
     let mut results = Vec::new();
-    // A reader thread decodes the next images while the detector runs.
-    std::thread::scope(|scope| -> Result<()> {
-        let (tx, rx) = mpsc::sync_channel::<(u64, Result<RgbImage>)>(2 * args.batch);
-        let engine_ref: &Engine = &engine;
-        scope.spawn(move || {
-            for info in &dataset.images {
-                let path = images_dir.join(&info.file_name);
-                let img = std::fs::read(&path)
-                    .with_context(|| format!("reading {}", path.display()))
-                    .and_then(|b| {
-                        engine_ref
-                            .decode(&b)
-                            .with_context(|| format!("decoding {}", path.display()))
-                    });
-                if tx.send((info.id, img)).is_err() {
-                    return;
-                }
-            }
-        });
-        let (mut ids, mut images) = (Vec::with_capacity(args.batch), Vec::new());
-        let mut rx = rx.into_iter().peekable();
-        while let Some((id, img)) = rx.next() {
-            ids.push(id);
-            images.push(img?);
-            if images.len() == args.batch || rx.peek().is_none() {
-                detect_batch(
-                    &engine,
-                    &vocab,
-                    &params,
-                    selected,
-                    &ids,
-                    &images,
-                    &mut results,
-                )?;
-                progress.inc(images.len() as u64);
-                ids.clear();
-                images.clear();
+    // A helper thread reads, decodes and letterboxes the next images while the detector runs.
+    let mut batch: Vec<(u64, Prepared)> = Vec::with_capacity(args.batch);
+    let engine_ref: &Engine = &engine;
+    let prepare = |info: &crate::eval::coco::ImageInfo| -> Result<(u64, Prepared)> {
+        let path = images_dir.join(&info.file_name);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let prepared = engine_ref
+            .decode_for_detection(&bytes)
+            .and_then(|d| engine_ref.prepare_decoded(&d))
+            .with_context(|| format!("decoding {}", path.display()))?;
+        Ok((info.id, prepared))
+    };
+    let mut run_batch = |batch: &mut Vec<(u64, Prepared)>| -> Result<()> {
+        let refs: Vec<&Prepared> = batch.iter().map(|(_, p)| p).collect();
+        let outputs = engine.detect_prepared(&refs, &vocab, &params)?;
+        for ((image_id, _), detections) in batch.iter().zip(outputs) {
+            for d in detections {
+                let [x1, y1, x2, y2] = d.bbox.map(f64::from);
+                results.push(DetectionResult {
+                    image_id: *image_id,
+                    category_id: selected[d.class_id].id,
+                    bbox: [x1, y1, x2 - x1, y2 - y1],
+                    score: f64::from(d.score),
+                });
             }
         }
+        progress.inc(batch.len() as u64);
+        batch.clear();
         Ok(())
+    };
+    pipelined(&dataset.images, 2 * args.batch, prepare, |item| {
+        batch.push(item?);
+        if batch.len() == args.batch {
+            run_batch(&mut batch)?;
+        }
+        Ok::<_, anyhow::Error>(())
     })?;
+    if !batch.is_empty() {
+        run_batch(&mut batch)?;
+    }
     progress.finish_and_clear();
     Ok(results)
 }
@@ -386,30 +383,6 @@ fn class_texts(store: &crate::vocab::store::VocabStore, source: &str) -> Result<
     let text = std::fs::read_to_string(path).with_context(|| format!("--texts {source}"))?;
     serde_json::from_str(&text)
         .with_context(|| format!("--texts {source}: expected a JSON list of phrase lists"))
-}
-
-fn detect_batch(
-    engine: &Engine,
-    vocab: &Vocabulary,
-    params: &crate::engine::postprocess::DetectParams,
-    selected: &[Category],
-    ids: &[u64],
-    images: &[RgbImage],
-    results: &mut Vec<DetectionResult>,
-) -> Result<()> {
-    let outputs = engine.detect_images(images, vocab, params)?;
-    for (image_id, (detections, _)) in ids.iter().zip(outputs) {
-        for d in detections {
-            let [x1, y1, x2, y2] = d.bbox.map(f64::from);
-            results.push(DetectionResult {
-                image_id: *image_id,
-                category_id: selected[d.class_id].id,
-                bbox: [x1, y1, x2 - x1, y2 - y1],
-                score: f64::from(d.score),
-            });
-        }
-    }
-    Ok(())
 }
 
 fn build_report(

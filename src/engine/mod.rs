@@ -6,8 +6,9 @@ pub mod bundle;
 pub mod decode;
 pub mod error;
 pub mod letterbox;
+pub mod pipeline;
 pub mod postprocess;
-pub(crate) mod resize;
+pub mod resize;
 pub mod runtime;
 pub(crate) mod tensor;
 mod vocabulary;
@@ -25,9 +26,9 @@ use ort::session::Session;
 use serde::Serialize;
 
 use crate::engine::bundle::{Bundle, Manifest};
-use crate::engine::decode::{DecodeLimits, decode};
+use crate::engine::decode::{DecodeLimits, DecodeOptions, Decoded, decode, decode_reduced};
 use crate::engine::error::{EngineError, Result};
-use crate::engine::letterbox::{Letterbox, letterbox_into};
+use crate::engine::letterbox::{Letterbox, letterbox_sized_into};
 use crate::engine::postprocess::{DetectParams, postprocess};
 use crate::engine::runtime::Runtime;
 use crate::engine::tensor::{HostTensor, Precision, output_f32};
@@ -100,6 +101,7 @@ struct Precisions {
 #[derive(Debug, Clone, Default)]
 pub struct EngineOptions {
     pub limits: DecodeLimits,
+    pub decode: DecodeOptions,
 }
 
 /// A loaded model bundle. All methods take `&self`; sessions are locked only while they run.
@@ -206,14 +208,40 @@ impl Engine {
         decode(bytes, &self.options.limits)
     }
 
+    /// Step 1 for detection only: as [`Engine::decode`], but with `[decode] reduced_jpeg` a
+    /// JPEG is decoded at the smallest 1/2ⁿ scale that still covers the letterboxed size.
+    pub fn decode_for_detection(&self, bytes: &[u8]) -> Result<Decoded> {
+        self.decode_with(bytes, self.options.decode.reduced_jpeg)
+    }
+
+    /// Step 1 with reduced JPEG decoding on or off, whatever the configuration says.
+    pub fn decode_with(&self, bytes: &[u8], reduced: bool) -> Result<Decoded> {
+        let spec = &self.bundle.manifest.input;
+        decode_reduced(bytes, &self.options.limits, |w, h| {
+            reduced.then(|| {
+                let lb = Letterbox::new(spec, w, h);
+                (lb.new_w, lb.new_h)
+            })
+        })
+    }
+
     /// Step 2: letterbox into a tensor buffer of the detector's input precision.
     pub fn prepare(&self, img: &RgbImage) -> Result<Prepared> {
+        self.prepare_sized(img, img.dimensions())
+    }
+
+    /// Step 2 for decoded pixels that may be reduced: boxes come back in the full image's pixels.
+    pub fn prepare_decoded(&self, decoded: &Decoded) -> Result<Prepared> {
+        self.prepare_sized(&decoded.image, (decoded.width, decoded.height))
+    }
+
+    fn prepare_sized(&self, img: &RgbImage, size: (u32, u32)) -> Result<Prepared> {
         let spec = &self.bundle.manifest.input;
         let len = 3 * spec.width as usize * spec.height as usize;
         let mut pixels = HostTensor::zeros(len, self.precisions.images);
         let letterbox = match &mut pixels {
-            HostTensor::F32(buf) => letterbox_into::<f32>(img, spec, buf)?,
-            HostTensor::F16(buf) => letterbox_into::<f16>(img, spec, buf)?,
+            HostTensor::F32(buf) => letterbox_sized_into::<f32>(img, size, spec, buf)?,
+            HostTensor::F16(buf) => letterbox_sized_into::<f16>(img, size, spec, buf)?,
         };
         Ok(Prepared { pixels, letterbox })
     }
@@ -290,6 +318,21 @@ impl Engine {
                 bbox: letterbox.to_image(c.bbox),
             })
             .collect()
+    }
+
+    /// Steps 3 and 4 for prepared images, batched into one detector run.
+    pub fn detect_prepared(
+        &self,
+        batch: &[&Prepared],
+        vocab: &Vocabulary,
+        params: &DetectParams,
+    ) -> Result<Vec<Vec<Detection>>> {
+        let raw = self.infer(batch, vocab)?;
+        Ok(batch
+            .iter()
+            .enumerate()
+            .map(|(i, p)| self.finish(&raw, i, &p.letterbox, vocab, params))
+            .collect())
     }
 
     /// The whole pipeline for already-decoded images, batched into one detector run.

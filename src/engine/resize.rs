@@ -17,6 +17,7 @@ struct Tap {
 }
 
 /// OpenCV's `computeResizeAreaTab`: the taps of one axis for a shrink by `scale` (> 1).
+#[inline(always)]
 fn area_taps(src_len: usize, dst_len: usize, scale: f64) -> Vec<Tap> {
     let mut taps = Vec::with_capacity(src_len * 2);
     for dx in 0..dst_len {
@@ -52,13 +53,31 @@ fn area_taps(src_len: usize, dst_len: usize, scale: f64) -> Vec<Tap> {
 }
 
 /// `cv::saturate_cast<uchar>(float)`: round half to even, then clamp.
-#[inline]
+#[inline(always)]
 fn to_u8(v: f32) -> u8 {
     v.round_ties_even().clamp(0.0, 255.0) as u8
 }
 
 /// `cv::resize(…, INTER_AREA)` of packed RGB, for `dst` no larger than `src` on either axis.
-pub(crate) fn area(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Vec<u8> {
+/// Compiled twice: with AVX2 (16-bit lanes twice as wide) where the CPU has it, checked at run
+/// time, and for the baseline; the arithmetic, and so the result, is the same.
+pub fn area(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Vec<u8> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: this CPU has AVX2 (checked just above).
+        return unsafe { area_avx2(src, sw, sh, dw, dh) };
+    }
+    area_any(src, sw, sh, dw, dh)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn area_avx2(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Vec<u8> {
+    area_any(src, sw, sh, dw, dh)
+}
+
+#[inline(always)]
+fn area_any(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Vec<u8> {
     let (scale_x, scale_y) = (1.0 / (dw as f64 / sw as f64), 1.0 / (dh as f64 / sh as f64));
     let (ix, iy) = (scale_x.round() as usize, scale_y.round() as usize);
     if (scale_x - ix as f64).abs() < f64::EPSILON && (scale_y - iy as f64).abs() < f64::EPSILON {
@@ -71,14 +90,20 @@ pub(crate) fn area(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Ve
     let mut buf = vec![0f32; row_len];
     let mut sum = vec![0f32; row_len];
     let mut prev_dy = ytab.first().map_or(0, |t| t.dst);
+    // A source row on a cell boundary serves two output rows: its horizontal pass runs once.
+    let mut buf_row = usize::MAX;
     for t in &ytab {
-        let row = &src[t.src * sw * 3..(t.src + 1) * sw * 3];
-        buf.fill(0.0);
-        for x in &xtab {
-            let (d, s) = (x.dst * 3, x.src * 3);
-            for c in 0..3 {
-                buf[d + c] += f32::from(row[s + c]) * x.weight;
+        if t.src != buf_row {
+            let row = &src[t.src * sw * 3..(t.src + 1) * sw * 3];
+            buf.fill(0.0);
+            for x in &xtab {
+                let (d, s) = (x.dst * 3, x.src * 3);
+                let (b, r) = (&mut buf[d..d + 3], &row[s..s + 3]);
+                b[0] += f32::from(r[0]) * x.weight;
+                b[1] += f32::from(r[1]) * x.weight;
+                b[2] += f32::from(r[2]) * x.weight;
             }
+            buf_row = t.src;
         }
         if t.dst != prev_dy {
             let dst = &mut out[prev_dy * row_len..(prev_dy + 1) * row_len];
@@ -101,9 +126,103 @@ pub(crate) fn area(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Ve
 }
 
 /// OpenCV's `resizeAreaFast` for exact integer factors: integer sums over `ix × iy` cells.
+/// Each output row first sums its `iy` source rows column by column in 16-bit lanes (a loop the
+/// compiler vectorises; a cell of up to 257 pixels cannot overflow them), then sums `ix`
+/// neighbours of that row.
+#[inline(always)]
 fn area_integer(src: &[u8], sw: usize, dw: usize, dh: usize, ix: usize, iy: usize) -> Vec<u8> {
+    if ix * iy > 257 {
+        return area_integer_wide(src, sw, dw, dh, ix, iy);
+    }
+    if ix == 2 && iy == 2 {
+        return area_half(src, sw, dw, dh);
+    }
+    let row_len = dw * 3;
+    let mut out = vec![0u8; dh * row_len];
+    let mut cols = vec![0u16; dw * ix * 3];
+    let mut sums = vec![0u16; cols.len() - 3 * (ix - 1)];
+    for (dy, dst) in out.chunks_exact_mut(row_len).enumerate() {
+        let first = dy * iy * sw * 3;
+        for (acc, &v) in cols.iter_mut().zip(&src[first..first + dw * ix * 3]) {
+            *acc = u16::from(v);
+        }
+        for y in dy * iy + 1..(dy + 1) * iy {
+            let row = &src[y * sw * 3..y * sw * 3 + cols.len()];
+            for (acc, &v) in cols.iter_mut().zip(row) {
+                *acc += u16::from(v);
+            }
+        }
+        // Each lane plus the lanes 1 … ix-1 pixels on (vectorised), then one pixel in ix kept.
+        let m = sums.len();
+        sums.copy_from_slice(&cols[..m]);
+        for k in 1..ix {
+            for (s, &c) in sums.iter_mut().zip(&cols[3 * k..]) {
+                *s += c;
+            }
+        }
+        for (px, cell) in dst.chunks_exact_mut(3).zip(sums.chunks(3 * ix)) {
+            for c in 0..3 {
+                px[c] = cell_value(u32::from(cell[c]), ix, iy);
+            }
+        }
+    }
+    out
+}
+
+/// The 2×2 case (1280×720 to 640×360): `(a + b + c + d + 2) >> 2`. Three passes that the
+/// compiler vectorises (rows added in 16-bit lanes; each lane added to the lane one pixel on and
+/// rounded; the result narrowed), then every other pixel kept.
+#[inline(always)]
+fn area_half(src: &[u8], sw: usize, dw: usize, dh: usize) -> Vec<u8> {
+    let row_len = dw * 3;
+    let mut out = vec![0u8; dh * row_len];
+    let n = 2 * row_len;
+    let mut v = vec![0u16; n];
+    let mut w = vec![0u8; n];
+    for (dy, dst) in out.chunks_exact_mut(row_len).enumerate() {
+        let r0 = &src[2 * dy * sw * 3..][..n];
+        let r1 = &src[(2 * dy + 1) * sw * 3..][..n];
+        for ((v, &a), &b) in v.iter_mut().zip(r0).zip(r1) {
+            *v = u16::from(a) + u16::from(b);
+        }
+        for ((w, &a), &b) in w.iter_mut().zip(&v).zip(&v[3..]) {
+            *w = ((a + b + 2) >> 2) as u8;
+        }
+        let mut pairs = dst.chunks_exact_mut(6).zip(w.chunks_exact(12));
+        for (px, cell) in &mut pairs {
+            px[..3].copy_from_slice(&cell[..3]);
+            px[3..].copy_from_slice(&cell[6..9]);
+        }
+        if dw % 2 == 1 {
+            let x = dw - 1;
+            dst[3 * x..].copy_from_slice(&w[6 * x..6 * x + 3]);
+        }
+    }
+    out
+}
+
+/// The final rounding of an integer cell: `(sum + 2) >> 2` for 2×2 (OpenCV's fast path), else
+/// the sum times `1 / area` in `f32`, rounded half to even.
+#[inline(always)]
+fn cell_value(total: u32, ix: usize, iy: usize) -> u8 {
+    let area = (ix * iy) as u32;
+    if area == 4 && ix == 2 {
+        ((total + 2) >> 2) as u8
+    } else if area.is_power_of_two() {
+        // `total * 2^-k` is exact in f32: round half to even in integers.
+        let k = area.trailing_zeros();
+        let (q, r, half) = (total >> k, total & (area - 1), area >> 1);
+        (q + u32::from(r > half || (r == half && q & 1 == 1))).min(255) as u8
+    } else {
+        // OpenCV multiplies by the reciprocal (`sum * (1.f / area)`), which can round apart from
+        // a division.
+        to_u8(total as f32 * (1.0f32 / area as f32))
+    }
+}
+
+/// [`area_integer`] for cells too large for 16-bit sums.
+fn area_integer_wide(src: &[u8], sw: usize, dw: usize, dh: usize, ix: usize, iy: usize) -> Vec<u8> {
     let mut out = vec![0u8; dh * dw * 3];
-    let inv = 1.0f32 / (ix * iy) as f32;
     for dy in 0..dh {
         for dx in 0..dw {
             for c in 0..3 {
@@ -114,11 +233,7 @@ fn area_integer(src: &[u8], sw: usize, dw: usize, dh: usize, ix: usize, iy: usiz
                         total += u32::from(row[x * 3 + c]);
                     }
                 }
-                out[(dy * dw + dx) * 3 + c] = if ix == 2 && iy == 2 {
-                    ((total + 2) >> 2) as u8
-                } else {
-                    to_u8(total as f32 * inv)
-                };
+                out[(dy * dw + dx) * 3 + c] = cell_value(total, ix, iy);
             }
         }
     }
@@ -151,7 +266,7 @@ fn linear_taps(src_len: usize, dst_len: usize) -> Vec<(usize, [i32; 2])> {
 }
 
 /// `cv::resize(…, INTER_LINEAR)` of packed RGB (8-bit fixed-point path).
-pub(crate) fn bilinear(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Vec<u8> {
+pub fn bilinear(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Vec<u8> {
     let xt = linear_taps(sw, dw);
     let yt = linear_taps(sh, dh);
     let horizontal = |y: usize, row: &mut [i32]| {
@@ -225,5 +340,63 @@ mod tests {
         let out = bilinear(&src, 2, 1, 4, 1);
         let grey: Vec<u8> = out.chunks(3).map(|p| p[0]).collect();
         assert_eq!(grey, [0, 25, 75, 100]);
+    }
+
+    /// Pseudo-random RGB bytes.
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut state = seed | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 56) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn vectorised_integer_paths_equal_the_plain_sums() {
+        // The row-sum paths (2x2 and the general one) against the cell-by-cell sums, on noise
+        // and on saturated pixels (the largest 16-bit sums).
+        for (ix, iy) in [
+            (2, 2),
+            (3, 3),
+            (4, 4),
+            (2, 3),
+            (3, 2),
+            (4, 1),
+            (1, 4),
+            (5, 5),
+            (16, 16),
+        ] {
+            let (dw, dh) = (7, 5);
+            let (sw, sh) = (dw * ix, dh * iy);
+            for src in [
+                noise(sw * sh * 3, (ix * 31 + iy) as u64),
+                vec![255; sw * sh * 3],
+            ] {
+                let want = area_integer_wide(&src, sw, dw, dh, ix, iy);
+                assert_eq!(area(&src, sw, sh, dw, dh), want, "{ix}x{iy}");
+                assert_eq!(area_any(&src, sw, sh, dw, dh), want, "{ix}x{iy} baseline");
+            }
+        }
+    }
+
+    #[test]
+    fn the_avx2_build_equals_the_baseline_one() {
+        for (sw, sh, dw, dh) in [
+            (1280, 720, 640, 360),
+            (1280, 720, 320, 180),
+            (999, 333, 639, 213),
+            (810, 1080, 480, 640),
+        ] {
+            let src = noise(sw * sh * 3, (sw + sh) as u64);
+            assert_eq!(
+                area(&src, sw, sh, dw, dh),
+                area_any(&src, sw, sh, dw, dh),
+                "{sw}x{sh} -> {dw}x{dh}"
+            );
+        }
     }
 }

@@ -99,7 +99,14 @@ impl Worker {
                 Ok(img) => (ServiceFrame::Pixels(Arc::new(img)), None),
                 Err(r) => return reject(&self.stats, &r),
             },
-            Payload::Compressed(m) => (ServiceFrame::Encoded(m.data.into()), Some(m.format)),
+            Payload::Compressed(m) => (
+                ServiceFrame::Encoded {
+                    bytes: m.data.into(),
+                    // The annotated topic draws on the pixels: decode them whole.
+                    keep_pixels: self.annotated.is_some(),
+                },
+                Some(m.format),
+            ),
         };
         let convert_ms = ms(start);
         let vocab = self.control.vocabulary();

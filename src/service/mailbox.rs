@@ -10,6 +10,8 @@ pub(crate) struct Mailbox<T> {
     slot: Mutex<Option<T>>,
     ready: Condvar,
     closed: AtomicBool,
+    /// Set by `wake`, cleared by the next `take`: a wake while nobody waits is not lost.
+    woken: AtomicBool,
 }
 
 impl<T> Default for Mailbox<T> {
@@ -18,6 +20,7 @@ impl<T> Default for Mailbox<T> {
             slot: Mutex::new(None),
             ready: Condvar::new(),
             closed: AtomicBool::new(false),
+            woken: AtomicBool::new(false),
         }
     }
 }
@@ -34,14 +37,17 @@ impl<T> Mailbox<T> {
         old
     }
 
-    /// Takes the newest item, waiting up to `wait` for one; `None` on time-out, on `wake` and
-    /// once closed.
+    /// Takes the newest item, waiting up to `wait` for one; `None` on time-out, once closed,
+    /// and on a `wake` (one that came while nobody waited included).
     pub fn take(&self, wait: Duration) -> Option<T> {
         let slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
         let (mut slot, _) = self
             .ready
-            .wait_timeout_while(slot, wait, |s| s.is_none() && !self.is_closed())
+            .wait_timeout_while(slot, wait, |s| {
+                s.is_none() && !self.is_closed() && !self.woken.load(Ordering::Acquire)
+            })
             .unwrap_or_else(|p| p.into_inner());
+        self.woken.store(false, Ordering::Release);
         slot.take()
     }
 
@@ -54,8 +60,10 @@ impl<T> Mailbox<T> {
             .is_some()
     }
 
-    /// Wakes a waiting `take` (state changes, shutdown).
+    /// Ends a waiting `take`, or the next one if none waits (state changes, a result in).
     pub fn wake(&self) {
+        let _slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        self.woken.store(true, Ordering::Release);
         self.ready.notify_all();
     }
 
@@ -103,5 +111,23 @@ mod tests {
         m.close();
         assert_eq!(waiter.join().unwrap(), None);
         assert!(m.is_closed());
+    }
+
+    #[test]
+    fn a_wake_ends_the_waiting_take_or_the_next_one() {
+        let m = Arc::new(Mailbox::<u32>::default());
+        // Before anyone waits: the next take returns at once, the one after waits again.
+        m.wake();
+        assert_eq!(m.take(Duration::from_secs(60)), None);
+        let started = std::time::Instant::now();
+        assert_eq!(m.take(Duration::from_millis(20)), None);
+        assert!(started.elapsed() >= Duration::from_millis(20));
+        // While one waits.
+        let waiter = {
+            let m = m.clone();
+            std::thread::spawn(move || m.take(Duration::from_secs(60)))
+        };
+        m.wake();
+        assert_eq!(waiter.join().unwrap(), None);
     }
 }

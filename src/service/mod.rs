@@ -45,14 +45,23 @@ pub(crate) enum ServiceError {
 
 /// A frame as a frontend has it: encoded bytes (HTTP, compressed ROS images) or pixels.
 pub(crate) enum Frame {
-    Encoded(bytes::Bytes),
+    /// Encoded bytes. `keep_pixels`: the caller draws on the answer's pixels, so they are
+    /// decoded at full size; otherwise `[decode] reduced_jpeg` may decode a JPEG smaller.
+    Encoded {
+        bytes: bytes::Bytes,
+        keep_pixels: bool,
+    },
     Pixels(Arc<RgbImage>),
 }
 
 /// One frame's detections, with its pixels and where the time went.
 pub(crate) struct Detected {
     pub detections: Vec<Detection>,
+    /// The decoded pixels: full size unless reduced JPEG decoding applied (see [`Frame`]).
     pub image: Arc<RgbImage>,
+    /// The frame's upright size, which the boxes are in.
+    pub width: u32,
+    pub height: u32,
     pub timings: Timings,
     /// Images in the forward pass this frame ran in.
     pub batch_size: usize,
@@ -138,14 +147,24 @@ impl Service {
         let (image, prepared, decode_ms, preprocess_ms) =
             tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
                 let t = Instant::now();
-                let image = match frame {
-                    Frame::Encoded(bytes) => Arc::new(engine.decode(&bytes)?),
-                    Frame::Pixels(image) => image,
+                let decoded = match frame {
+                    Frame::Encoded { bytes, keep_pixels } => {
+                        if keep_pixels {
+                            engine.decode_with(&bytes, false)?
+                        } else {
+                            engine.decode_for_detection(&bytes)?
+                        }
+                    }
+                    Frame::Pixels(image) => {
+                        let t = Instant::now();
+                        let prepared = engine.prepare(&image)?;
+                        return Ok((image, prepared, 0.0, ms(t)));
+                    }
                 };
                 let decode_ms = ms(t);
                 let t = Instant::now();
-                let prepared = engine.prepare(&image)?;
-                Ok((image, prepared, decode_ms, ms(t)))
+                let prepared = engine.prepare_decoded(&decoded)?;
+                Ok((Arc::new(decoded.image), prepared, decode_ms, ms(t)))
             })
             .await
             .map_err(|e| ServiceError::Inference(format!("preparing the frame: {e}")))??;
@@ -153,10 +172,14 @@ impl Service {
         self.metrics.observe_stage("decode", decode_ms);
         self.metrics.observe_stage("preprocess", preprocess_ms);
         let deadline = Duration::from_millis(self.batching.deadline_ms);
+        let prepared_size = (prepared.letterbox.src_w, prepared.letterbox.src_h);
         let out = place.run(prepared, vocab, params, deadline).await?;
+        let (width, height) = (prepared_size.0, prepared_size.1);
         Ok(Detected {
             detections: out.detections,
             image,
+            width,
+            height,
             timings: Timings {
                 queue: out.queue_ms,
                 decode: decode_ms,
@@ -167,6 +190,27 @@ impl Service {
             },
             batch_size: out.batch_size,
         })
+    }
+
+    /// [`Service::detect`] started on the service's runtime without waiting for it: the caller
+    /// (a camera worker) prepares its next frame meanwhile and reads the result from the
+    /// returned channel; `done` runs once the result is in it.
+    pub fn submit(
+        self: &Arc<Self>,
+        frame: Frame,
+        vocab: Arc<Vocabulary>,
+        params: DetectParams,
+        done: impl FnOnce() + Send + 'static,
+    ) -> std::sync::mpsc::Receiver<Result<Detected, ServiceError>> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let service = self.clone();
+        self.runtime.spawn(async move {
+            let result = service.detect(frame, vocab, params).await;
+            // The worker may have moved on (source stopped): nobody to tell.
+            let _ = tx.send(result);
+            done();
+        });
+        rx
     }
 
     /// [`Service::detect`] for callers on plain threads (camera workers, the ROS 2 node).
@@ -189,6 +233,7 @@ pub(crate) fn open_store(settings: &Settings) -> anyhow::Result<VocabStore> {
         &settings.model.dir,
         EngineOptions {
             limits: settings.limits,
+            decode: settings.decode,
         },
     )?;
     let store = VocabStore::open(Arc::new(engine), settings.vocabulary.clone())?;

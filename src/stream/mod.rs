@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, watch};
 use crate::engine::postprocess::DetectParams;
 use crate::engine::{Detection, Vocabulary};
 use crate::service::metrics::advance;
-use crate::service::{Frame as ServiceFrame, Service};
+use crate::service::{Detected, Frame as ServiceFrame, Service, ServiceError};
 use crate::vocab::store::VocabRequest;
 use config::StreamConfig;
 use mqtt::{Kind, MqttPublisher, topic_level};
@@ -29,6 +29,9 @@ use tracker::{Event, Tracker, TrackerParams};
 
 /// The worker loop's longest sleep (how fast it sees state changes and shutdown).
 const TICK: Duration = Duration::from_millis(100);
+/// Frames of one camera in the service at once: while one infers, the next is letterboxed and
+/// queued, so the detector never waits for the worker.
+const IN_FLIGHT: usize = 2;
 /// How often the watchdog samples the frame counter.
 const WATCHDOG_SAMPLE: Duration = Duration::from_millis(250);
 
@@ -330,6 +333,15 @@ struct Worker {
     processed: u64,
     restarts: u64,
     meter: RateMeter,
+    /// Frames handed to the service, oldest first; published in this order.
+    in_flight: VecDeque<InFlight>,
+}
+
+/// A frame handed to the service whose detections are not published yet.
+struct InFlight {
+    frame: Frame,
+    vocab: Arc<Vocabulary>,
+    result: std::sync::mpsc::Receiver<Result<Detected, ServiceError>>,
 }
 
 impl Worker {
@@ -359,6 +371,7 @@ impl Worker {
                 processed: 0,
                 skipped: 0,
             },
+            in_flight: VecDeque::new(),
         }
     }
 
@@ -399,17 +412,28 @@ impl Worker {
                 self.fail(reason);
                 continue;
             }
-            if let Some(wait) = self.fps_wait() {
-                std::thread::sleep(wait.min(TICK));
+            self.publish_done(Duration::ZERO);
+            if self.in_flight.len() >= IN_FLIGHT {
+                self.publish_done(TICK);
                 continue;
             }
+            if let Some(wait) = self.fps_wait() {
+                if self.in_flight.is_empty() {
+                    std::thread::sleep(wait.min(TICK));
+                } else {
+                    self.publish_done(wait.min(TICK));
+                }
+                continue;
+            }
+            // A result coming in wakes this wait (see `submit`).
             let max_age = Duration::from_secs_f64(self.stream.config.max_frame_age_s);
             match self.stream.slot.take(TICK, max_age) {
-                Some(frame) => self.process(frame),
-                None => {
+                Some(frame) => self.submit(frame),
+                None if self.in_flight.is_empty() => {
                     let events = self.tracker.expire(source::now_epoch());
                     self.publish_events(&events);
                 }
+                None => {}
             }
         }
         self.stop_source("stopped", None);
@@ -506,6 +530,8 @@ impl Worker {
         if let Some(src) = self.source.take() {
             src.stop();
         }
+        // Frames of the connection that ended are not published (their tracks end below).
+        self.in_flight.clear();
         // The decoder is gone (its reader joined): a frame it left must never be processed
         // after the next connection starts.
         self.stream.slot.clear();
@@ -527,21 +553,56 @@ impl Worker {
             .set(0);
     }
 
-    fn process(&mut self, frame: Frame) {
+    /// Hands a frame to the service without waiting: it is letterboxed and queued while the
+    /// frame before it infers.
+    fn submit(&mut self, frame: Frame) {
         // A frame of this connection (the slot is cleared when one ends): the next failure
         // starts from the first backoff step.
         self.backoff = Duration::from_secs_f64(self.stream.config.backoff_s);
         self.last_processed = Some(Instant::now());
         let vocab = self.stream.vocabulary();
         let params = self.stream.params();
-        let detections = match self.detect(&frame, &vocab, params) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::debug!(stream = %self.name(), error = %e, "frame dropped");
-                self.stream.slot.skipped.fetch_add(1, Ordering::Relaxed);
-                return;
+        let slot = self.stream.slot.clone();
+        let result = self.ctx.service.submit(
+            ServiceFrame::Pixels(frame.image.clone()),
+            vocab.clone(),
+            params,
+            move || slot.wake(),
+        );
+        self.in_flight.push_back(InFlight {
+            frame,
+            vocab,
+            result,
+        });
+    }
+
+    /// Publishes the oldest frames whose detections are in, in order, waiting up to `wait` for
+    /// the oldest one.
+    fn publish_done(&mut self, wait: Duration) {
+        let mut wait = wait;
+        while let Some(oldest) = self.in_flight.front() {
+            let outcome = match oldest.result.recv_timeout(wait) {
+                Ok(outcome) => outcome.map_err(|e| e.to_string()),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    Err("the detection task ended without a result".to_string())
+                }
+            };
+            wait = Duration::ZERO;
+            let InFlight { frame, vocab, .. } =
+                self.in_flight.pop_front().expect("the oldest frame");
+            match outcome {
+                Ok(detected) => self.publish(frame, &vocab, detected.detections),
+                Err(e) => {
+                    tracing::debug!(stream = %self.name(), error = %e, "frame dropped");
+                    self.stream.slot.skipped.fetch_add(1, Ordering::Relaxed);
+                }
             }
-        };
+        }
+    }
+
+    /// Tracks one frame's detections and publishes them and the events they cause.
+    fn publish(&mut self, frame: Frame, vocab: &Arc<Vocabulary>, detections: Vec<Detection>) {
         if vocab.hash != self.tracker_vocab {
             let events = self.tracker.end_all();
             self.publish_events(&events);
@@ -602,25 +663,6 @@ impl Worker {
             detections,
             jpeg: std::sync::OnceLock::new(),
         })));
-    }
-
-    /// The frame through the service's one detection path (batched with other cameras, ROS 2
-    /// frames and HTTP requests of the same vocabulary).
-    fn detect(
-        &self,
-        frame: &Frame,
-        vocab: &Arc<Vocabulary>,
-        params: DetectParams,
-    ) -> Result<Vec<Detection>, String> {
-        self.ctx
-            .service
-            .detect_blocking(
-                ServiceFrame::Pixels(frame.image.clone()),
-                vocab.clone(),
-                params,
-            )
-            .map(|d| d.detections)
-            .map_err(|e| e.to_string())
     }
 
     fn publish_events(&self, events: &[Event]) {

@@ -49,7 +49,10 @@ impl AppState {
         keep_image: bool,
         place: Option<crate::service::Reservation>,
     ) -> Result<Answer, ApiError> {
-        let frame = Frame::Encoded(bytes);
+        let frame = Frame::Encoded {
+            bytes,
+            keep_pixels: keep_image,
+        };
         let detected = match place {
             Some(place) => {
                 self.service
@@ -61,15 +64,14 @@ impl AppState {
         let Detected {
             detections,
             image,
+            width,
+            height,
             timings,
             batch_size,
         } = detected?;
         let response = DetectResponse {
             detections,
-            image: ImageSize {
-                width: image.width(),
-                height: image.height(),
-            },
+            image: ImageSize { width, height },
             vocabulary: VocabRef::from(vocab.as_ref()),
             timings_ms: timings,
         };

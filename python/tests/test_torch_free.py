@@ -22,6 +22,7 @@ TORCH_FREE = [
     "dosod_tools.fixtures.make_stream_clip",
     "dosod_tools.demo.emoji_classes",
     "dosod_tools.demo.emoji_data",
+    "dosod_tools.bench.frame_path",
 ]
 
 

@@ -177,7 +177,7 @@ pub fn run(settings: &Settings, args: &EvalArgs) -> Result<std::process::ExitCod
     let ids: Vec<u64> = selected.iter().map(|c| c.id).collect();
 
     let start = Instant::now();
-    let results = match &args.detections {
+    let (results, detect_seconds) = match &args.detections {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
@@ -193,14 +193,13 @@ pub fn run(settings: &Settings, args: &EvalArgs) -> Result<std::process::ExitCod
                     args.annotations.display()
                 );
             }
-            results
+            (results, start.elapsed().as_secs_f64())
         }
         None => {
             let images_dir = args.images.as_deref().expect("clap requires --images");
             run_engine(settings, args, &dataset, &selected, images_dir)?
         }
     };
-    let detect_seconds = start.elapsed().as_secs_f64();
     if let Some(path) = &args.save_detections {
         std::fs::write(path, serde_json::to_vec(&results)?)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -278,7 +277,7 @@ fn run_engine(
     dataset: &Dataset,
     selected: &[Category],
     images_dir: &Path,
-) -> Result<Vec<DetectionResult>> {
+) -> Result<(Vec<DetectionResult>, f64)> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
@@ -358,6 +357,8 @@ fn run_engine(
         batch.clear();
         Ok(())
     };
+    // Timed from the first image read to the last detection (model and vocabulary already loaded).
+    let start = Instant::now();
     pipelined(&dataset.images, 2 * args.batch, prepare, |item| {
         batch.push(item?);
         if batch.len() == args.batch {
@@ -368,8 +369,9 @@ fn run_engine(
     if !batch.is_empty() {
         run_batch(&mut batch)?;
     }
+    let seconds = start.elapsed().as_secs_f64();
     progress.finish_and_clear();
-    Ok(results)
+    Ok((results, seconds))
 }
 
 /// Phrase lists per category: a built-in vocabulary's, or a JSON file of phrase lists.

@@ -148,8 +148,8 @@ impl Runtime {
         self.threads
     }
 
-    /// Builds a session for one ONNX file with the configured threads, optimisation level 3 and
-    /// execution provider. An execution provider that was asked for and cannot be used is an
+    /// Builds a session for one ONNX file with the configured threads, every graph optimisation
+    /// (`ORT_ENABLE_ALL`; ort's `Level3` is `ORT_ENABLE_LAYOUT`, a subset) and execution provider. An execution provider that was asked for and cannot be used is an
     /// error: never a silent fallback to the CPU.
     pub fn session(&self, model: &Path) -> Result<Session> {
         let fail = |what: &str, e: String| {
@@ -157,7 +157,7 @@ impl Runtime {
         };
         let mut builder = Session::builder(&self.env)
             .map_err(|e| fail("session options", e.to_string()))?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .with_optimization_level(GraphOptimizationLevel::All)
             .map_err(|e| fail("optimisation level", e.to_string()))?
             .with_intra_threads(self.threads)
             .map_err(|e| fail("threads", e.to_string()))?

@@ -26,6 +26,9 @@ pub struct StreamConfig {
     pub detect_width: u32,
     /// Files: read at their native frame rate, as a camera would deliver them.
     pub realtime: bool,
+    /// Files with `realtime`: read at this multiple of the native frame rate (a camera faster
+    /// than the clip; benchmarks feed the detector faster than it runs without decoding flat out).
+    pub read_rate: f64,
     /// Files: start again at the end.
     #[serde(rename = "loop")]
     pub loop_file: bool,
@@ -60,6 +63,7 @@ impl Default for StreamConfig {
             enabled: true,
             detect_width: 640,
             realtime: true,
+            read_rate: 1.0,
             loop_file: false,
             watchdog_s: 10.0,
             watchdog_min_fps: 0.5,
@@ -111,6 +115,9 @@ impl StreamConfig {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!("streams `{name}`: {key} must be >= 0"));
             }
+        }
+        if !self.read_rate.is_finite() || self.read_rate <= 0.0 {
+            return Err(format!("streams `{name}`: read_rate must be > 0"));
         }
         if self.watchdog_s < 1.0 {
             return Err(format!("streams `{name}`: watchdog_s must be >= 1"));

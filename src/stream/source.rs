@@ -173,8 +173,10 @@ pub fn ffmpeg_args(cfg: &StreamConfig) -> Vec<String> {
         if cfg.loop_file {
             args.extend(["-stream_loop".into(), "-1".into()]);
         }
-        if cfg.realtime {
+        if cfg.realtime && cfg.read_rate == 1.0 {
             args.push("-re".into());
+        } else if cfg.realtime {
+            args.extend(["-readrate".into(), cfg.read_rate.to_string()]);
         }
     }
     args.extend(["-i".into(), url.to_string(), "-an".into(), "-sn".into()]);
@@ -196,6 +198,21 @@ pub fn ffmpeg_args(cfg: &StreamConfig) -> Vec<String> {
     args
 }
 
+/// Grows the frame pipe from 64 KiB to 1 MiB (Linux's default most for any user), so a
+/// 640x360 frame crosses in one write and one read instead of eleven of each: fewer wake-ups of
+/// ffmpeg and the reader, whose CPU the detector shares. Best effort: a smaller pipe only costs
+/// those wake-ups.
+fn widen_pipe(pipe: &std::process::ChildStdout) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: F_SETPIPE_SZ on a pipe descriptor this function borrows; no memory is passed.
+        let _ = unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = pipe;
+}
+
 fn start_ffmpeg(cfg: &StreamConfig, slot: Arc<FrameSlot>) -> Result<RunningSource, String> {
     let mut child = Command::new(ffmpeg_binary())
         .args(ffmpeg_args(cfg))
@@ -205,6 +222,7 @@ fn start_ffmpeg(cfg: &StreamConfig, slot: Arc<FrameSlot>) -> Result<RunningSourc
         .spawn()
         .map_err(|e| format!("cannot start ffmpeg ({}): {e}", ffmpeg_binary()))?;
     let stdout = child.stdout.take().expect("piped stdout");
+    widen_pipe(&stdout);
     let stderr = child.stderr.take().expect("piped stderr");
     let stop = Arc::new(AtomicBool::new(false));
     let ended = Arc::new(Mutex::new(None));
@@ -341,6 +359,7 @@ fn start_opencv(cfg: &StreamConfig, slot: Arc<FrameSlot>) -> Result<RunningSourc
     let width = cfg.detect_width as i32;
     let realtime = cfg.realtime && !url.contains("://") && !url.starts_with("/dev/video");
     let loop_file = cfg.loop_file;
+    let read_rate = cfg.read_rate;
     let stop = Arc::new(AtomicBool::new(false));
     let ended = Arc::new(Mutex::new(None));
     let (stop_r, ended_r) = (stop.clone(), ended.clone());
@@ -353,7 +372,8 @@ fn start_opencv(cfg: &StreamConfig, slot: Arc<FrameSlot>) -> Result<RunningSourc
                     return Ok(format!("OpenCV cannot open {url}"));
                 }
                 let fps = cap.get(videoio::CAP_PROP_FPS).unwrap_or(0.0);
-                let period = (realtime && fps > 0.0).then(|| Duration::from_secs_f64(1.0 / fps));
+                let period = (realtime && fps > 0.0)
+                    .then(|| Duration::from_secs_f64(1.0 / (fps * read_rate)));
                 let mut bgr = core::Mat::default();
                 let mut next = Instant::now();
                 while !stop_r.load(Ordering::Acquire) {

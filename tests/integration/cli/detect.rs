@@ -47,21 +47,36 @@ fn exact_bundle_gives_known_boxes_on_the_fixture_photos() {
         .iter()
         .map(|n| fixture(&format!("images/{n}")))
         .collect();
-    let mut args = vec![
-        "detect".to_string(),
-        "--model".into(),
-        path_str(&model).into(),
-    ];
-    args.extend(images.iter().map(|p| path_str(p).to_string()));
-    let reports = json_lines(&dosod(&args));
-    assert_eq!(reports.len(), 3);
     let rows = expected_rows("photo");
     assert_eq!(
         rows.len(),
         3,
         "anchor 200 is suppressed by NMS, 7000/7001 stay below threshold"
     );
-    for report in &reports {
+    // Reduced JPEG decoding (zidane at 1/2, 640x360; the others need their full size at 640)
+    // must report the same boxes: the geometry is the full image's whatever size was decoded.
+    for reduced in ["false", "true"] {
+        let mut args = vec![
+            "detect".to_string(),
+            "--model".into(),
+            path_str(&model).into(),
+            "--reduced-jpeg".into(),
+            reduced.into(),
+        ];
+        args.extend(images.iter().map(|p| path_str(p).to_string()));
+        let reports = json_lines(&dosod(&args));
+        assert_eq!(reports.len(), 3);
+        check_photo_reports(&reports, &rows);
+    }
+}
+
+fn check_photo_reports(reports: &[Value], rows: &[(String, f64, [f64; 4])]) {
+    let sizes: Vec<_> = reports
+        .iter()
+        .map(|r| (r["width"].as_u64().unwrap(), r["height"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(sizes, [(810, 1080), (1280, 720), (536, 640)]);
+    for report in reports {
         let (w, h) = (
             report["width"].as_f64().unwrap(),
             report["height"].as_f64().unwrap(),

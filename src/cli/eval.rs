@@ -3,14 +3,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::config::Settings;
+use crate::engine::letterbox::Letterbox;
 use crate::engine::pipeline::pipelined;
-use crate::engine::{Engine, Prepared};
+use crate::engine::{Engine, Prepared, RawOutputs};
 use crate::eval::coco::{Category, Dataset, DetectionResult, Evaluation, Summary, evaluate};
 use crate::service::open_store;
 use crate::vocab::spec::{Synonyms, VocabSpec};
@@ -326,8 +328,9 @@ fn run_engine(
         .expect("valid template")
         .progress_chars("=> "),
     );
-    let mut results = Vec::new();
-    // A helper thread reads, decodes and letterboxes the next images while the detector runs.
+    // Three stages on three threads: a helper reads, decodes and letterboxes the next images,
+    // this thread runs the detector, another thresholds, suppresses and maps back the boxes of
+    // the batch before (at evaluation settings, NMS over every class is not small).
     let mut batch: Vec<(u64, Prepared)> = Vec::with_capacity(args.batch);
     let engine_ref: &Engine = &engine;
     let prepare = |info: &crate::eval::coco::ImageInfo| -> Result<(u64, Prepared)> {
@@ -339,36 +342,51 @@ fn run_engine(
             .with_context(|| format!("decoding {}", path.display()))?;
         Ok((info.id, prepared))
     };
-    let mut run_batch = |batch: &mut Vec<(u64, Prepared)>| -> Result<()> {
-        let refs: Vec<&Prepared> = batch.iter().map(|(_, p)| p).collect();
-        let outputs = engine.detect_prepared(&refs, &vocab, &params)?;
-        for ((image_id, _), detections) in batch.iter().zip(outputs) {
-            for d in detections {
-                let [x1, y1, x2, y2] = d.bbox.map(f64::from);
-                results.push(DetectionResult {
-                    image_id: *image_id,
-                    category_id: selected[d.class_id].id,
-                    bbox: [x1, y1, x2 - x1, y2 - y1],
-                    score: f64::from(d.score),
-                });
-            }
-        }
-        progress.inc(batch.len() as u64);
-        batch.clear();
-        Ok(())
-    };
     // Timed from the first image read to the last detection (model and vocabulary already loaded).
     let start = Instant::now();
-    pipelined(&dataset.images, 2 * args.batch, prepare, |item| {
-        batch.push(item?);
-        if batch.len() == args.batch {
+    let results = std::thread::scope(|scope| -> Result<Vec<DetectionResult>> {
+        let (to_post, inferred) = mpsc::sync_channel::<(Vec<(u64, Letterbox)>, RawOutputs)>(2);
+        let (vocab_ref, params_ref, progress_ref) = (&vocab, &params, &progress);
+        let post = scope.spawn(move || {
+            let mut results = Vec::new();
+            for (items, raw) in inferred {
+                for (i, (image_id, letterbox)) in items.iter().enumerate() {
+                    for d in engine_ref.finish(&raw, i, letterbox, vocab_ref, params_ref) {
+                        let [x1, y1, x2, y2] = d.bbox.map(f64::from);
+                        results.push(DetectionResult {
+                            image_id: *image_id,
+                            category_id: selected[d.class_id].id,
+                            bbox: [x1, y1, x2 - x1, y2 - y1],
+                            score: f64::from(d.score),
+                        });
+                    }
+                }
+                progress_ref.inc(items.len() as u64);
+            }
+            results
+        });
+        let run_batch = |batch: &mut Vec<(u64, Prepared)>| -> Result<()> {
+            let refs: Vec<&Prepared> = batch.iter().map(|(_, p)| p).collect();
+            let raw = engine_ref.infer(&refs, &vocab)?;
+            let items = batch.drain(..).map(|(id, p)| (id, p.letterbox)).collect();
+            to_post
+                .send((items, raw))
+                .map_err(|_| anyhow::anyhow!("the post-processing thread stopped"))
+        };
+        pipelined(&dataset.images, 2 * args.batch, prepare, |item| {
+            batch.push(item?);
+            if batch.len() == args.batch {
+                run_batch(&mut batch)?;
+            }
+            Ok::<_, anyhow::Error>(())
+        })?;
+        if !batch.is_empty() {
             run_batch(&mut batch)?;
         }
-        Ok::<_, anyhow::Error>(())
+        drop(to_post);
+        post.join()
+            .map_err(|_| anyhow::anyhow!("the post-processing thread panicked"))
     })?;
-    if !batch.is_empty() {
-        run_batch(&mut batch)?;
-    }
     let seconds = start.elapsed().as_secs_f64();
     progress.finish_and_clear();
     Ok((results, seconds))

@@ -31,7 +31,7 @@ use crate::engine::error::{EngineError, Result};
 use crate::engine::letterbox::{Letterbox, letterbox_sized_into};
 use crate::engine::postprocess::{DetectParams, postprocess};
 use crate::engine::runtime::Runtime;
-use crate::engine::tensor::{HostTensor, Precision, output_f32};
+use crate::engine::tensor::{HostTensor, OutputF32, Precision, output_f32};
 
 /// One detection in original-image pixels.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -65,16 +65,16 @@ pub struct Prepared {
     pub letterbox: Letterbox,
 }
 
-/// The detector's raw outputs for a batch, in `f32`.
-#[derive(Debug, Clone)]
+/// The detector's raw outputs for a batch, in `f32` (ONNX Runtime's buffers, not copies).
+#[derive(Debug)]
 pub struct RawOutputs {
     pub batch: usize,
     pub anchors: usize,
     pub classes: usize,
     /// `[B, N, K]`
-    pub scores: Vec<f32>,
+    scores: OutputF32,
     /// `[B, N, 4]`
-    pub boxes: Vec<f32>,
+    boxes: OutputF32,
 }
 
 impl RawOutputs {
@@ -83,8 +83,8 @@ impl RawOutputs {
         let s = self.anchors * self.classes;
         let b = self.anchors * 4;
         (
-            &self.scores[i * s..(i + 1) * s],
-            &self.boxes[i * b..(i + 1) * b],
+            &self.scores.as_slice()[i * s..(i + 1) * s],
+            &self.boxes.as_slice()[i * b..(i + 1) * b],
         )
     }
 }
@@ -273,14 +273,20 @@ impl Engine {
         let k = vocab.joint.nrows();
         let vocab_shape = vec![k as i64, vocab.joint.ncols() as i64];
         let mut session = self.detector.lock().unwrap_or_else(|p| p.into_inner());
-        let outputs = session.run(ort::inputs![
+        let mut outputs = session.run(ort::inputs![
             "images" => images.input(image_shape)?,
             "vocab" => vocab_data.input(vocab_shape)?,
         ])?;
-        let (s_shape, scores) = output_f32(&outputs["scores"], "scores")?;
-        let (b_shape, boxes) = output_f32(&outputs["boxes"], "boxes")?;
+        let mut take = |name: &str| {
+            outputs.remove(name).ok_or_else(|| {
+                EngineError::Inference(format!("the detector has no `{name}` output"))
+            })
+        };
+        let (scores, boxes) = (take("scores")?, take("boxes")?);
         drop(outputs);
         drop(session);
+        let (s_shape, scores) = output_f32(scores, "scores")?;
+        let (b_shape, boxes) = output_f32(boxes, "boxes")?;
         let (b, n) = (
             batch.len(),
             self.bundle.manifest.input.anchors_from_strides(),
@@ -402,8 +408,12 @@ impl Engine {
         );
         let shape = vec![text.nrows() as i64, text.ncols() as i64];
         let mut session = self.adaptor.lock().unwrap_or_else(|p| p.into_inner());
-        let outputs = session.run(ort::inputs!["text" => data.input(shape)?])?;
-        let (shape, joint) = output_f32(&outputs["joint"], "joint")?;
+        let mut outputs = session.run(ort::inputs!["text" => data.input(shape)?])?;
+        let joint = outputs
+            .remove("joint")
+            .ok_or_else(|| EngineError::Inference("the adaptor has no `joint` output".into()))?;
+        let (shape, joint) = output_f32(joint, "joint")?;
+        let joint = joint.into_vec();
         if shape != [text.nrows(), m.embedding.dim] {
             return Err(EngineError::Inference(format!(
                 "adaptor returned {shape:?}; expected [{}, {}]",

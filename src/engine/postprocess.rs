@@ -83,23 +83,45 @@ pub fn postprocess(
     classes: usize,
     params: &DetectParams,
 ) -> Vec<Candidate> {
+    postprocess_capped(scores, boxes, classes, params, MAX_CANDIDATES)
+}
+
+/// [`postprocess`] with the candidate cap as a parameter (tests use small ones).
+fn postprocess_capped(
+    scores: &[f32],
+    boxes: &[f32],
+    classes: usize,
+    params: &DetectParams,
+    cap: usize,
+) -> Vec<Candidate> {
     let anchors = boxes.len() / 4;
     debug_assert_eq!(scores.len(), anchors * classes);
-    let threshold = params.score_threshold;
+    let order = |a: &(usize, usize, f32), b: &(usize, usize, f32)| {
+        b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1))
+    };
+    // A score enters when it is at least the threshold; once `cap` candidates are held and cut
+    // back to the best `cap`, only a score above the worst of them can still rank among the best
+    // (every later candidate has a higher anchor, or the same anchor and a higher class, so it
+    // loses a tie). The floor only rises: rows below it are skipped whole, and at evaluation
+    // settings (threshold 0.001, every class) the list never grows past twice the cap.
+    let mut floor = params.score_threshold;
+    let mut strict = false;
+    let enters = |s: f32, floor: f32, strict: bool| if strict { s > floor } else { s >= floor };
 
     let mut cands = Vec::new();
     for (anchor, row) in scores.chunks_exact(classes).enumerate() {
+        // Fast reject first: a branch-free max that the compiler vectorises.
+        let row_max = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+        if !enters(row_max, floor, strict) {
+            continue;
+        }
         if params.multi_label {
             for (k, &s) in row.iter().enumerate() {
-                if s >= threshold {
+                if enters(s, floor, strict) {
                     cands.push((anchor, k, s));
                 }
             }
         } else {
-            // Fast reject first: a branch-free max that the compiler vectorises.
-            if row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s)) < threshold {
-                continue;
-            }
             let (mut best_k, mut best) = (0, f32::NEG_INFINITY);
             for (k, &s) in row.iter().enumerate() {
                 if s > best {
@@ -107,17 +129,18 @@ pub fn postprocess(
                     best_k = k;
                 }
             }
-            if best >= threshold {
-                cands.push((anchor, best_k, best));
-            }
+            cands.push((anchor, best_k, best));
+        }
+        if cands.len() >= 2 * cap {
+            cands.select_nth_unstable_by(cap - 1, order);
+            cands.truncate(cap);
+            floor = cands[cap - 1].2;
+            strict = true;
         }
     }
-    let order = |a: &(usize, usize, f32), b: &(usize, usize, f32)| {
-        b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1))
-    };
-    if cands.len() > MAX_CANDIDATES {
-        cands.select_nth_unstable_by(MAX_CANDIDATES, order);
-        cands.truncate(MAX_CANDIDATES);
+    if cands.len() > cap {
+        cands.select_nth_unstable_by(cap, order);
+        cands.truncate(cap);
     }
     cands.sort_unstable_by(order);
 
@@ -140,8 +163,11 @@ pub fn postprocess(
             score,
             bbox: b,
         });
+        // Candidates come best first: none after this one can enter the top max_detections.
+        if kept.len() == params.max_detections {
+            break;
+        }
     }
-    kept.truncate(params.max_detections);
     kept
 }
 
@@ -182,6 +208,7 @@ mod tests {
         boxes: &[f32],
         k: usize,
         p: &DetectParams,
+        cap: usize,
     ) -> Vec<(usize, usize, f32)> {
         let n = boxes.len() / 4;
         let mut c = vec![];
@@ -211,6 +238,7 @@ mod tests {
                 .then(x.0.cmp(&y.0))
                 .then(x.1.cmp(&y.1))
         });
+        c.truncate(cap);
         let mut keep: Vec<(usize, usize, f32)> = vec![];
         for cand in c {
             let suppressed = keep.iter().any(|kept| {
@@ -250,7 +278,46 @@ mod tests {
                 .iter()
                 .map(|c| (c.anchor, c.class_id, c.score))
                 .collect();
-            assert_eq!(fast, brute_force(&scores, &boxes, k, &p), "case {case}");
+            assert_eq!(
+                fast,
+                brute_force(&scores, &boxes, k, &p, MAX_CANDIDATES),
+                "case {case}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_candidate_cap_keeps_exactly_the_best_with_ties() {
+        // Small caps, scores on a coarse grid (many ties), both label modes: the rising floor
+        // must keep exactly the cap best under (score desc, anchor, class).
+        let mut rng = StdRng::seed_from_u64(11);
+        for case in 0..300 {
+            let n = rng.random_range(1..400);
+            let k = rng.random_range(1..8);
+            let mut boxes = Vec::with_capacity(n * 4);
+            for _ in 0..n {
+                let (x, y) = (rng.random_range(0.0..200.0), rng.random_range(0.0..200.0));
+                boxes.extend([x, y, x + rng.random_range(5.0..40.0), y + 20.0]);
+            }
+            let scores: Vec<f32> = (0..n * k)
+                .map(|_| (rng.random::<f32>() * 8.0).floor() / 8.0)
+                .collect();
+            let p = params(
+                rng.random_range(0.0..0.5),
+                rng.random_range(0.3..0.9),
+                rng.random_range(1..400),
+                case % 2 == 0,
+            );
+            let cap = rng.random_range(1..60);
+            let fast: Vec<(usize, usize, f32)> = postprocess_capped(&scores, &boxes, k, &p, cap)
+                .iter()
+                .map(|c| (c.anchor, c.class_id, c.score))
+                .collect();
+            assert_eq!(
+                fast,
+                brute_force(&scores, &boxes, k, &p, cap),
+                "case {case}"
+            );
         }
     }
 

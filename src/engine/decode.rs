@@ -264,10 +264,10 @@ fn exif_orientation(bytes: &[u8]) -> Orientation {
         let Some(segment) = bytes.get(i + 4..i + 2 + len.max(2)) else {
             break;
         };
-        if marker == 0xE1 {
-            if let Some(tiff) = segment.strip_prefix(b"Exif\0\0") {
-                return Orientation::from_exif_chunk(tiff).unwrap_or(Orientation::NoTransforms);
-            }
+        if marker == 0xE1
+            && let Some(tiff) = segment.strip_prefix(b"Exif\0\0")
+        {
+            return Orientation::from_exif_chunk(tiff).unwrap_or(Orientation::NoTransforms);
         }
         i += 2 + len.max(2);
     }

@@ -6,7 +6,7 @@ pub mod bundle;
 pub mod decode;
 pub mod error;
 pub mod letterbox;
-pub mod pipeline;
+pub(crate) mod pipeline;
 pub mod postprocess;
 pub mod resize;
 pub mod runtime;

@@ -213,7 +213,9 @@ impl Service {
         rx
     }
 
-    /// [`Service::detect`] for callers on plain threads (camera workers, the ROS 2 node).
+    /// [`Service::detect`] for callers on plain threads that wait for each frame (the ROS 2
+    /// node; cameras use [`Service::submit`]).
+    #[cfg(feature = "ros2")]
     pub fn detect_blocking(
         &self,
         frame: Frame,

@@ -127,10 +127,13 @@ pub fn run(settings: &Settings, args: &BenchArgs) -> Result<std::process::ExitCo
     let params = args.options.params(engine.default_params())?;
     let bytes = std::fs::read(&args.image).with_context(|| format!("{}", args.image.display()))?;
     let reference = engine.prepare(&engine.decode(&bytes)?)?;
-    let reduced_image = engine.decode_with(&bytes, true)?.image;
-    let reduces =
-        reduced_image.dimensions() != (reference.letterbox.src_w, reference.letterbox.src_h);
-    let decoded_size = format!("{}x{}", reduced_image.width(), reduced_image.height());
+    let reduced_decode = engine.decode_with(&bytes, true)?;
+    let reduces = reduced_decode.is_reduced();
+    let decoded_size = format!(
+        "{}x{}",
+        reduced_decode.image.width(),
+        reduced_decode.image.height()
+    );
 
     // One end-to-end pass with full decoding, one with reduced decoding (when it applies) and
     // one bare session.run, interleaved, so that the machine's load falls on all three alike.

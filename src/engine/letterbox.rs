@@ -150,36 +150,17 @@ pub fn letterbox_sized_into<T: Element>(
     Ok(lb)
 }
 
-/// Copies the resized pixels into the three planes through `lut` and fills the padding.
-/// Compiled twice: with AVX2 where the CPU has it (checked at run time; the compiler then
-/// de-interleaves RGB in vector registers), and for the baseline; the result is the same.
-fn pack<T: Element>(
-    pixels: &[u8],
-    lb: &Letterbox,
-    size: (usize, usize),
-    lut: &[T; 256],
-    pad: T,
-    out: &mut [T],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: this CPU has AVX2 (checked just above).
-        return unsafe { pack_avx2(pixels, lb, size, lut, pad, out) };
-    }
-    pack_any(pixels, lb, size, lut, pad, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn pack_avx2<T: Element>(
-    pixels: &[u8],
-    lb: &Letterbox,
-    size: (usize, usize),
-    lut: &[T; 256],
-    pad: T,
-    out: &mut [T],
-) {
-    pack_any(pixels, lb, size, lut, pad, out)
+avx2_dispatch! {
+    /// Copies the resized pixels into the three planes through `lut` and fills the padding
+    /// (with AVX2 the compiler de-interleaves RGB in vector registers).
+    fn pack<T: Element>(
+        pixels: &[u8],
+        lb: &Letterbox,
+        size: (usize, usize),
+        lut: &[T; 256],
+        pad: T,
+        out: &mut [T],
+    ) => pack_any
 }
 
 #[inline(always)]

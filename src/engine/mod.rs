@@ -1,6 +1,33 @@
 //! The engine: decode → letterbox → infer → boxes → NMS on one model bundle. It knows nothing
 //! of HTTP, cameras, ROS or text; the service layer drives it for every frontend.
 
+/// `fn $name(args) -> R` that runs `$body(args)` compiled for AVX2 where the CPU has it (checked
+/// at run time; the compiler then uses 256-bit lanes) and for the baseline elsewhere: the same
+/// code, so the same result. `$body` must be `#[inline(always)]` to be compiled into both.
+macro_rules! avx2_dispatch {
+    (
+        $(#[$meta:meta])*
+        $vis:vis fn $name:ident $(<$($g:ident: $bound:path),*>)?
+            ($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:ident
+    ) => {
+        $(#[$meta])*
+        $vis fn $name $(<$($g: $bound),*>)? ($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                fn avx2 $(<$($g: $bound),*>)? ($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: this CPU has AVX2 (checked just above).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
 pub(crate) mod annotate;
 pub mod bundle;
 pub mod decode;
@@ -324,21 +351,6 @@ impl Engine {
                 bbox: letterbox.to_image(c.bbox),
             })
             .collect()
-    }
-
-    /// Steps 3 and 4 for prepared images, batched into one detector run.
-    pub fn detect_prepared(
-        &self,
-        batch: &[&Prepared],
-        vocab: &Vocabulary,
-        params: &DetectParams,
-    ) -> Result<Vec<Vec<Detection>>> {
-        let raw = self.infer(batch, vocab)?;
-        Ok(batch
-            .iter()
-            .enumerate()
-            .map(|(i, p)| self.finish(&raw, i, &p.letterbox, vocab, params))
-            .collect())
     }
 
     /// The whole pipeline for already-decoded images, batched into one detector run.

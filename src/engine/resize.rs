@@ -58,22 +58,11 @@ fn to_u8(v: f32) -> u8 {
     v.round_ties_even().clamp(0.0, 255.0) as u8
 }
 
-/// `cv::resize(…, INTER_AREA)` of packed RGB, for `dst` no larger than `src` on either axis.
-/// Compiled twice: with AVX2 (16-bit lanes twice as wide) where the CPU has it, checked at run
-/// time, and for the baseline; the arithmetic, and so the result, is the same.
-pub fn area(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Vec<u8> {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: this CPU has AVX2 (checked just above).
-        return unsafe { area_avx2(src, sw, sh, dw, dh) };
-    }
-    area_any(src, sw, sh, dw, dh)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn area_avx2(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Vec<u8> {
-    area_any(src, sw, sh, dw, dh)
+avx2_dispatch! {
+    /// `cv::resize(…, INTER_AREA)` of packed RGB, for `dst` no larger than `src` on either axis.
+    /// Compiled twice (`avx2_dispatch!`): AVX2's 16-bit lanes are twice as wide; the result is
+    /// the same.
+    pub fn area(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Vec<u8> => area_any
 }
 
 #[inline(always)]

@@ -118,7 +118,12 @@ mod tests {
         let m = Arc::new(Mailbox::<u32>::default());
         // Before anyone waits: the next take returns at once, the one after waits again.
         m.wake();
+        let started = std::time::Instant::now();
         assert_eq!(m.take(Duration::from_secs(60)), None);
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the wake was lost"
+        );
         let started = std::time::Instant::now();
         assert_eq!(m.take(Duration::from_millis(20)), None);
         assert!(started.elapsed() >= Duration::from_millis(20));

@@ -16,13 +16,13 @@ BIN := target/release/dosod
 ORT_LIB = $(shell ls $(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.$(ORT_VERSION) 2>/dev/null | head -n1)
 export DOSOD_ORT_LIB = $(abspath $(ORT_LIB))
 
-.PHONY: run test setup test-venv venv bundles encoders build build-deps lint bench bench-ros2 criterion web-deps stream-deps eval-demo test-opencv clean-generated fuzz
+.PHONY: emoji-font run test setup test-venv venv bundles encoders build build-deps lint bench bench-ros2 criterion web-deps stream-deps eval-demo test-opencv clean-generated fuzz openvino-lib int8-bundles bench-precision
 
 # The main job: the HTTP API and web page on the default bundle (http://127.0.0.1:8080/).
 run: setup build
 	$(BIN) serve
 
-test: setup build web-deps stream-deps test-venv
+test: setup build web-deps stream-deps test-venv openvino-lib
 	$(VPY) -m dosod_tools.textenc.build_clip_tokenizer --out tests/fixtures/clip-tiny/tokenizer.json --check
 	$(VPY) -m pytest -q python/tests
 	$(CARGO) test --release --all-targets
@@ -79,16 +79,40 @@ build: build-deps
 build-deps:
 	@bash scripts/build_deps.sh
 
-# The demo model's held-out evaluation (docs/demo-model.md): 2,000 fresh scenes of all 639
-# classes (seed 0; needs Debian's fonts-noto-color-emoji), scored three ways.
-DEMO_HELDOUT := data/demo/heldout
-eval-demo: setup build
+# Debian's colour emoji font, which the synthetic scenes (dosod_tools.demo.emoji_data) draw with.
+emoji-font:
 	@test -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq fonts-noto-color-emoji >/dev/null; } \
 	  || { echo "apt-get install fonts-noto-color-emoji"; exit 1; }
+
+# The demo model's held-out evaluation (docs/demo-model.md): 2,000 fresh scenes of all 639
+# classes (seed 0; needs Debian's fonts-noto-color-emoji), scored three ways. MODEL=models/demo-int8
+# scores the INT8 bundle on the same scenes (its JSON files get the bundle's name).
+DEMO_HELDOUT := data/demo/heldout
+MODEL ?= models/demo
+EVAL_TAG = $(if $(filter models/demo,$(MODEL)),,-$(notdir $(MODEL)))
+eval-demo: setup build emoji-font
 	test -f $(DEMO_HELDOUT)/annotations.json || $(VPY) -m dosod_tools.demo.emoji_data generate --split heldout --count 2000 --seed 0 --out $(DEMO_HELDOUT)
-	$(BIN) --model models/demo eval --annotations $(DEMO_HELDOUT)/annotations.json --images $(DEMO_HELDOUT) --where split=seen --json data/demo/eval-seen.json | head -n 13
-	$(BIN) --model models/demo eval --annotations $(DEMO_HELDOUT)/annotations.json --images $(DEMO_HELDOUT) --where split=unseen --json data/demo/eval-unseen.json | head -n 13
-	$(BIN) --model models/demo eval --annotations $(DEMO_HELDOUT)/annotations.json --images $(DEMO_HELDOUT) --group-by split --json data/demo/eval-all.json | head -n 17
+	$(BIN) --model $(MODEL) eval --annotations $(DEMO_HELDOUT)/annotations.json --images $(DEMO_HELDOUT) --where split=seen --json data/demo/eval-seen$(EVAL_TAG).json | head -n 13
+	$(BIN) --model $(MODEL) eval --annotations $(DEMO_HELDOUT)/annotations.json --images $(DEMO_HELDOUT) --where split=unseen --json data/demo/eval-unseen$(EVAL_TAG).json | head -n 13
+	$(BIN) --model $(MODEL) eval --annotations $(DEMO_HELDOUT)/annotations.json --images $(DEMO_HELDOUT) --group-by split --json data/demo/eval-all$(EVAL_TAG).json | head -n 17
+
+# ONNX Runtime with the OpenVINO execution provider (python/requirements/openvino.txt) in
+# .venv-openvino, for `--execution-provider openvino` and its test. Only Linux x86_64 has the
+# wheel: elsewhere this says so and the OpenVINO test is skipped.
+OPENVINO_LIB := .venv-openvino/onnxruntime/capi/libonnxruntime.so.1.24.1
+openvino-lib: $(STAMP_VENV)
+	@test -f $(OPENVINO_LIB) || $(VPY) -m pip install --quiet --disable-pip-version-check --no-deps \
+	  --target .venv-openvino -r python/requirements/openvino.txt \
+	  || echo "onnxruntime-openvino could not be installed here: the OpenVINO test will be skipped"
+
+# INT8 bundles: models/demo-int8 and, for each float32 bundle of models/generated/ that exists,
+# NAME-int8 (scripts/make_int8_bundles.sh; docs/acceleration.md).
+int8-bundles: setup build emoji-font
+	bash scripts/make_int8_bundles.sh
+
+# One table: precisions x execution providers for every bundle there is (docs/benchmarks.md).
+bench-precision: setup build openvino-lib
+	$(VPY) -m dosod_tools.bench.precision
 
 # The OpenCV stream backend (cargo feature `opencv`): Debian's OpenCV and clang, then the
 # stream test that reads the clip through VideoCapture.

@@ -23,6 +23,9 @@ TORCH_FREE = [
     "dosod_tools.demo.emoji_classes",
     "dosod_tools.demo.emoji_data",
     "dosod_tools.bench.frame_path",
+    "dosod_tools.bench.precision",
+    "dosod_tools.bundle.quantize",
+    "dosod_tools.checks.quantization",
 ]
 
 

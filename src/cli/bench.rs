@@ -68,6 +68,8 @@ struct Report {
     classes: usize,
     threads: usize,
     execution_provider: String,
+    /// The detector's arithmetic: int8, float16 or float32.
+    precision: String,
     runs: usize,
     decode: Stat,
     preprocess: Stat,
@@ -240,6 +242,7 @@ pub fn run(settings: &Settings, args: &BenchArgs) -> Result<std::process::ExitCo
         classes: vocab.len(),
         threads: engine.runtime().threads(),
         execution_provider: engine.runtime().execution_provider().to_string(),
+        precision: engine.precision(),
         runs: args.runs,
         decode,
         preprocess,
@@ -264,9 +267,10 @@ pub fn run(settings: &Settings, args: &BenchArgs) -> Result<std::process::ExitCo
 
 fn print_table(r: &Report) {
     println!(
-        "model {} ({}), {} classes, {} threads, {}, {} runs, image {}",
+        "model {} ({}, {}), {} classes, {} threads, {}, {} runs, image {}",
         r.model,
         r.input,
+        r.precision,
         r.classes,
         r.threads,
         r.execution_provider,

@@ -33,6 +33,8 @@ pub struct Manifest {
     pub default_vocabulary: Option<DefaultVocabulary>,
     #[serde(default)]
     pub provenance: Provenance,
+    #[serde(default)]
+    pub precision: PrecisionSpec,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -198,6 +200,28 @@ pub struct Provenance {
     pub source: String,
     pub license: String,
     pub created: String,
+}
+
+/// `[precision]`: how the detector's arithmetic was made (absent: float as exported).
+/// `dosod_tools.bundle.quantize` writes it for INT8 bundles, with the calibration's provenance.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrecisionSpec {
+    /// `int8`, `float16` or `float32`; empty: whatever the ONNX tensors are.
+    pub weights: String,
+    /// `uint8` / `int8` for quantised activations.
+    pub activations: String,
+    /// How the quantisation was done (tool, granularity, calibration method).
+    pub method: String,
+    /// What stayed float.
+    pub float: String,
+    pub calibration_images: usize,
+    pub calibration_source: String,
+    /// sha256 over the calibration images' bytes, in order.
+    pub calibration_sha256: String,
+    pub calibration_vocabulary: String,
+    /// The float bundle it was made from.
+    pub source_bundle: String,
 }
 
 /// A bundle on disk: its directory and parsed manifest.

@@ -190,7 +190,8 @@ impl Engine {
             model = %m.model.name,
             dir = %dir.display(),
             input = format!("{}x{}", m.input.width, m.input.height),
-            precision = ?precisions.images,
+            precision = %m.precision.weights,
+            images = ?precisions.images,
             "model bundle loaded"
         );
         Ok(Engine {
@@ -205,6 +206,19 @@ impl Engine {
 
     pub fn manifest(&self) -> &Manifest {
         &self.bundle.manifest
+    }
+
+    /// The detector's arithmetic: `[precision] weights` of the manifest (`int8` for a quantised
+    /// bundle), else the element type of its `images` input (`float32` / `float16`).
+    pub fn precision(&self) -> String {
+        let declared = &self.bundle.manifest.precision.weights;
+        if !declared.is_empty() {
+            return declared.clone();
+        }
+        match self.precisions.images {
+            Precision::F32 => "float32".into(),
+            Precision::F16 => "float16".into(),
+        }
     }
 
     pub fn bundle(&self) -> &Bundle {

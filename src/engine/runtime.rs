@@ -49,6 +49,67 @@ impl std::fmt::Display for ExecutionProvider {
     }
 }
 
+/// How far ONNX Runtime rewrites a graph before running it (`SetSessionGraphOptimizationLevel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Optimization {
+    /// `ORT_DISABLE_ALL`.
+    Disable,
+    /// `ORT_ENABLE_BASIC`: constant folding, redundant nodes, Conv+Add/Mul/BN.
+    Basic,
+    /// `ORT_ENABLE_EXTENDED`: the complex fusions (for CPU / CUDA nodes).
+    Extended,
+    /// `ORT_ENABLE_LAYOUT`: what `ort`'s `Level3` means (a subset of `all`).
+    Layout,
+    /// `ORT_ENABLE_ALL`: everything, including the NCHWc layout and the fp16 fusions.
+    #[default]
+    All,
+}
+
+impl Optimization {
+    const NAMES: [(&'static str, Optimization); 5] = [
+        ("disable", Self::Disable),
+        ("basic", Self::Basic),
+        ("extended", Self::Extended),
+        ("layout", Self::Layout),
+        ("all", Self::All),
+    ];
+
+    fn level(self) -> GraphOptimizationLevel {
+        match self {
+            Self::Disable => GraphOptimizationLevel::Disable,
+            Self::Basic => GraphOptimizationLevel::Level1,
+            Self::Extended => GraphOptimizationLevel::Level2,
+            Self::Layout => GraphOptimizationLevel::Level3,
+            Self::All => GraphOptimizationLevel::All,
+        }
+    }
+}
+
+impl std::str::FromStr for Optimization {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let s = s.trim().to_ascii_lowercase();
+        Self::NAMES
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|(_, level)| *level)
+            .ok_or_else(|| {
+                format!("unknown graph optimisation `{s}` (expected disable, basic, extended, layout or all)")
+            })
+    }
+}
+
+impl std::fmt::Display for Optimization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = Self::NAMES
+            .iter()
+            .find(|(_, l)| l == self)
+            .map_or("all", |(n, _)| n);
+        f.write_str(name)
+    }
+}
+
 section! {
     /// `[runtime]`: how ONNX Runtime sessions are built.
     pub struct RuntimeOptions, flags RuntimeArgs (global = true) {
@@ -60,6 +121,13 @@ section! {
         execution_provider: ExecutionProvider = ExecutionProvider::Cpu => "execution-provider", "DOSOD_EXECUTION_PROVIDER";
         /// GPU ordinal for CUDA / TensorRT.
         device_id: i32 = 0 => "device-id", "DOSOD_DEVICE_ID";
+        /// OpenVINO device: CPU, GPU, NPU, or a combination such as AUTO:GPU,CPU.
+        openvino_device: String = "CPU".to_string() => "openvino-device", "DOSOD_OPENVINO_DEVICE";
+        /// Graph optimisation: disable, basic, extended, layout or all.
+        graph_optimization: Optimization = Optimization::All => "graph-optimization", "DOSOD_GRAPH_OPTIMIZATION";
+        /// Write each session's optimised graph here (`<model>.optimized.onnx`), to inspect what
+        /// ONNX Runtime runs; empty: not written.
+        optimized_model_dir: PathBuf = PathBuf::new() => "optimized-model-dir", "DOSOD_OPTIMIZED_MODEL_DIR";
         /// Let idle intra-op threads spin before sleeping (true/false). Off by default: on small
         /// CPUs a spinning pool steals the cores that decode and letterbox the next frame.
         spin: bool = false => "spin", "DOSOD_SPIN";
@@ -148,21 +216,32 @@ impl Runtime {
         self.threads
     }
 
-    /// Builds a session for one ONNX file with the configured threads, every graph optimisation
-    /// (`ORT_ENABLE_ALL`; ort's `Level3` is `ORT_ENABLE_LAYOUT`, a subset) and execution provider. An execution provider that was asked for and cannot be used is an
-    /// error: never a silent fallback to the CPU.
+    /// Builds a session for one ONNX file with the configured threads, graph optimisation (by
+    /// default `ORT_ENABLE_ALL`; ort's `Level3` is `ORT_ENABLE_LAYOUT`, a subset) and execution
+    /// provider. An execution provider that was asked for and cannot be used is an error: never
+    /// a silent fallback to the CPU.
     pub fn session(&self, model: &Path) -> Result<Session> {
         let fail = |what: &str, e: String| {
             EngineError::Runtime(format!("{}: {what}: {e}", model.display()))
         };
         let mut builder = Session::builder(&self.env)
             .map_err(|e| fail("session options", e.to_string()))?
-            .with_optimization_level(GraphOptimizationLevel::All)
+            .with_optimization_level(self.options.graph_optimization.level())
             .map_err(|e| fail("optimisation level", e.to_string()))?
             .with_intra_threads(self.threads)
             .map_err(|e| fail("threads", e.to_string()))?
             .with_intra_op_spinning(self.options.spin)
             .map_err(|e| fail("spinning", e.to_string()))?;
+        if !self.options.optimized_model_dir.as_os_str().is_empty() {
+            let stem = model.file_stem().unwrap_or_default().to_string_lossy();
+            let out = self
+                .options
+                .optimized_model_dir
+                .join(format!("{stem}.optimized.onnx"));
+            builder = builder
+                .with_optimized_model_path(&out)
+                .map_err(|e| fail("optimized model path", e.to_string()))?;
+        }
         if self.options.execution_provider != ExecutionProvider::Cpu {
             let ep = self.provider()?;
             builder = builder
@@ -215,7 +294,12 @@ impl Runtime {
                 #[cfg(feature = "openvino")]
                 {
                     require_available::<ort::ep::OpenVINO>(ep)?;
-                    Ok(ort::ep::OpenVINO::default().build().error_on_failure())
+                    // OpenVINO's own default is 8 threads, whatever the machine has.
+                    Ok(ort::ep::OpenVINO::default()
+                        .with_device_type(&self.options.openvino_device)
+                        .with_num_threads(self.threads)
+                        .build()
+                        .error_on_failure())
                 }
                 #[cfg(not(feature = "openvino"))]
                 Err(not_built("openvino"))
@@ -230,7 +314,8 @@ fn require_available<E: ort::ep::ExecutionProvider>(ep: ExecutionProvider) -> Re
         Ok(true) => Ok(()),
         Ok(false) => Err(EngineError::Runtime(format!(
             "execution provider `{ep}` is not available in the loaded ONNX Runtime library \
-             (the CPU wheel has only the CPU provider; install onnxruntime-gpu or an ORT build with {ep})"
+             (the CPU wheel has only the CPU provider: use the library of onnxruntime-gpu for cuda / \
+             tensorrt, or of onnxruntime-openvino for openvino, docs/acceleration.md)"
         ))),
         Err(e) => Err(EngineError::Runtime(format!(
             "cannot query execution provider `{ep}`: {e}"
@@ -322,6 +407,16 @@ mod tests {
             Ok(ExecutionProvider::Tensorrt)
         );
         assert!("tpu".parse::<ExecutionProvider>().is_err());
+    }
+
+    #[test]
+    fn optimisation_levels_round_trip() {
+        for (name, level) in Optimization::NAMES {
+            assert_eq!(name.parse::<Optimization>(), Ok(level));
+            assert_eq!(level.to_string(), name);
+        }
+        assert_eq!(Optimization::default(), Optimization::All);
+        assert!("max".parse::<Optimization>().is_err());
     }
 
     #[test]

@@ -56,8 +56,10 @@ def timed(fn, runs: int, warmup: int) -> list[float]:
 
 
 def write_vocabulary(directory: Path, text_dim: int, classes: int = 80) -> tuple[Path, Path]:
-    """80 random unit text embeddings (seed 0) and the COCO names: vocab.npy, vocab.txt."""
+    """`classes` random unit text embeddings (seed 0) and names (COCO's, then `class N`):
+    vocab.npy, vocab.txt."""
     names = [entry[0] for entry in json.loads(COCO_NAMES.read_text())][:classes]
+    names += [f"class {i}" for i in range(len(names), classes)]
     rng = np.random.default_rng(0)
     text = rng.standard_normal((len(names), text_dim)).astype(np.float32)
     text /= np.linalg.norm(text, axis=1, keepdims=True)
@@ -190,11 +192,13 @@ def run_python(bundle: Path, image: Path, text: np.ndarray, threads: int, spin: 
 
 
 def run_dosod(
-    dosod: Path, bundle: Path, image: Path, npy: Path, txt: Path, threads: int, spin: bool, runs: int, warmup: int, pipeline: bool = True
+    dosod: Path, bundle: Path, image: Path, npy: Path, txt: Path, threads: int, spin: bool, runs: int, warmup: int, pipeline: bool = True,
+    runtime: list[str] | None = None,
 ) -> dict:
+    """`dosod bench --json` (its report); `runtime`: more global flags (--execution-provider ...)."""
     cmd = [
-        str(dosod), "--model", str(bundle), "--intra-threads", str(threads), "--spin", str(spin).lower(), "bench", "--image", str(image),
-        "--vocab", str(npy), "--names", str(txt), "--runs", str(runs), "--warmup", str(warmup), "--json",
+        str(dosod), "--model", str(bundle), "--intra-threads", str(threads), "--spin", str(spin).lower(), *(runtime or []),
+        "bench", "--image", str(image), "--vocab", str(npy), "--names", str(txt), "--runs", str(runs), "--warmup", str(warmup), "--json",
     ] + (["--pipeline"] if pipeline else [])  # fmt: skip
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])

@@ -79,6 +79,52 @@ def compare(
     return diffs
 
 
+def export_detector_and_adaptor(
+    detector: torch.nn.Module,
+    adaptor: torch.nn.Module,
+    inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    reference: tuple[torch.Tensor, torch.Tensor],
+    out: Path,
+    opset: int,
+    anchors: int,
+    joint_dim: int,
+    meta: dict[str, str],
+    fp16: bool,
+) -> None:
+    """Writes out/detector.onnx (images + vocab -> scores, boxes) and out/adaptor.onnx (text ->
+    joint) of the bundle contract, runs each with ONNX Runtime and compares it with PyTorch
+    (`inputs`: images, text and joint = adaptor(text); `reference`: PyTorch's scores and boxes
+    for images and joint)."""
+    images, text, joint = inputs
+    dtype = torch.float16 if fp16 else torch.float32
+    npdt = np.float16 if fp16 else np.float32
+    tol = FP16_TOL if fp16 else FP32_TOL
+    export(
+        detector.to(dtype),
+        (images.to(dtype), joint.to(dtype)),
+        out / "detector.onnx",
+        {"images": {0: "B"}, "vocab": {0: "K"}},
+        {"scores": {0: "B", 2: "K"}, "boxes": {0: "B"}},
+        opset,
+        {"scores": ["B", anchors, "K"], "boxes": ["B", anchors, 4]},
+        meta,
+    )
+    got = run(out / "detector.onnx", {"images": images.numpy().astype(npdt), "vocab": joint.numpy().astype(npdt)})
+    compare("detector.onnx", got, list(reference), ["scores", "boxes"], tol, npdt)
+    export(
+        adaptor.to(dtype),
+        (text.to(dtype),),
+        out / "adaptor.onnx",
+        {"text": {0: "K"}},
+        {"joint": {0: "K"}},
+        opset,
+        {"joint": ["K", joint_dim]},
+        meta,
+    )
+    got = run(out / "adaptor.onnx", {"text": text.numpy().astype(npdt)})
+    compare("adaptor.onnx", got, [joint], ["joint"], tol, npdt)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     model, info = load_detector(args.checkpoint, args.size, args.text_dim)
@@ -110,31 +156,9 @@ def main(argv: list[str] | None = None) -> None:
         """A private copy of the model, so that no graph wrapper converts the reference in place."""
         return copy.deepcopy(model).to(precision).eval()
 
-    export(
-        DecoupledDetector(copy_in(dtype), size, size).to(dtype),
-        (images.to(dtype), joint.to(dtype)),
-        out / "detector.onnx",
-        {"images": {0: "B"}, "vocab": {0: "K"}},
-        {"scores": {0: "B", 2: "K"}, "boxes": {0: "B"}},
-        args.opset,
-        {"scores": ["B", anchors, "K"], "boxes": ["B", anchors, 4]},
-        meta,
-    )
-    got = run(out / "detector.onnx", {"images": images.numpy().astype(npdt), "vocab": joint.numpy().astype(npdt)})
-    compare("detector.onnx", got, [ref_scores, ref_boxes], ["scores", "boxes"], tol, npdt)
-
-    export(
-        Adaptor(copy_in(dtype)).to(dtype),
-        (text.to(dtype),),
-        out / "adaptor.onnx",
-        {"text": {0: "K"}},
-        {"joint": {0: "K"}},
-        args.opset,
-        {"joint": ["K", cfg.joint_dim]},
-        meta,
-    )
-    got = run(out / "adaptor.onnx", {"text": text.numpy().astype(npdt)})
-    compare("adaptor.onnx", got, [joint], ["joint"], tol, npdt)
+    graphs = (DecoupledDetector(copy_in(dtype), size, size), Adaptor(copy_in(dtype)))
+    inputs = (images, text, joint)
+    export_detector_and_adaptor(*graphs, inputs, (ref_scores, ref_boxes), out, args.opset, anchors, cfg.joint_dim, meta, args.fp16)
 
     baked_names: list[str] = []
     if args.bake:

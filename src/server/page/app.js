@@ -382,6 +382,7 @@
       const info = await getJson("/v1/info");
       const bits = [];
       if (info.model && info.model.name) bits.push(`Model ${info.model.name}`);
+      if (info.model && info.model.precision) bits.push(info.model.precision);
       if (info.execution_provider) bits.push(info.execution_provider);
       if (info.ort_version) bits.push(`ORT ${info.ort_version}`);
       el.modelInfo.textContent = bits.join(" · ");

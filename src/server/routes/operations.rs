@@ -58,6 +58,8 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Response {
             "embedding_dim": m.embedding.dim,
             "text_encoder": state.service.store.text_encoder().map(|t| t.config().name.clone()),
             "provenance": m.provenance,
+            "precision": e.precision(),
+            "quantization": (!m.precision.method.is_empty()).then_some(&m.precision),
         },
         "default_vocabulary": VocabRef::from(state.default_vocab.as_ref()),
         "postprocess": m.postprocess,

@@ -1,4 +1,5 @@
 //! The engine against independent references.
 
+mod acceleration;
 mod agreement;
 mod letterbox;

@@ -12,6 +12,8 @@ fn info_health_metrics_and_page() {
     assert_eq!(info["model"]["name"], "random");
     assert_eq!(info["ort_version"], "1.32.0");
     assert_eq!(info["execution_provider"], "cpu");
+    assert_eq!(info["model"]["precision"], "float32");
+    assert!(info["model"]["quantization"].is_null());
     assert_eq!(info["default_vocabulary"]["classes"][0], "person");
     assert_eq!(
         json(c.get(s.url("/health/ready")).send().unwrap()).1["status"],

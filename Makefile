@@ -112,7 +112,8 @@ int8-bundles: setup build emoji-font
 
 # One table: precisions x execution providers for every bundle there is (docs/benchmarks.md).
 bench-precision: setup build openvino-lib
-	$(VPY) -m dosod_tools.bench.precision
+	mkdir -p data
+	$(VPY) -m dosod_tools.bench.precision --json data/precision.json
 
 # The OpenCV stream backend (cargo feature `opencv`): Debian's OpenCV and clang, then the
 # stream test that reads the clip through VideoCapture.

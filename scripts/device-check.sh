@@ -24,13 +24,16 @@ test -x "$VENV/bin/python" || python3 -m venv "$VENV"
 SITE=$("$VENV/bin/python" -c 'import site; print(site.getsitepackages()[0])')
 GPU_LIB=$SITE/onnxruntime/capi/libonnxruntime.so.$ORT_GPU
 # CUDA, cuDNN and TensorRT come as wheels: their libraries must be on the loader's path.
-LIBS=$(find "$SITE/nvidia" "$SITE/tensorrt_libs" -name 'lib*.so*' -printf '%h\n' 2>/dev/null | sort -u | paste -sd:)
+LIBS=$( { find "$SITE/nvidia" "$SITE/tensorrt_libs" -name 'lib*.so*' -printf '%h\n' 2>/dev/null || true; } | sort -u | paste -sd:)
 export LD_LIBRARY_PATH=${LIBS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 cargo build --release --features cuda,tensorrt
-# Smoke test: one detection through each provider, failing loudly (never a CPU fallback).
+# Smoke test: one detection through each provider; a provider that fails makes the script fail
+# (after the table), never a CPU fallback.
+fail=0
 for ep in cuda tensorrt; do
   target/release/dosod --ort-lib "$GPU_LIB" --execution-provider "$ep" detect --model models/demo \
     --classes "dog face, pizza" tests/fixtures/demo-heldout/images/heldout_000000.jpg >/dev/null \
-    && echo "$ep: ok" || echo "$ep: FAILED"
+    && echo "$ep: ok" || { echo "$ep: FAILED"; fail=1; }
 done
 .venv/bin/python -m dosod_tools.bench.precision --gpu-lib "$GPU_LIB" --runs "${RUNS:-30}" ${ONLY:+--only "$ONLY"}
+exit "$fail"

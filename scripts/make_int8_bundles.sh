@@ -7,8 +7,9 @@
 # Calibration: 128 synthetic training scenes (`emoji_data generate --split train --seed 0`,
 # never the held-out split that `make eval-demo` scores), letterboxed as the engine does. The
 # calibration vocabulary is the classes of those scenes for the demo, and 80 random text
-# embeddings through the bundle's adaptor for the others; it does not change the result (the
-# region-text product stays float32), it only has to make the graph run.
+# embeddings through the bundle's adaptor for the others. In DOSOD graphs it shapes no range (the
+# region-text product stays float32), it only has to make the graph run; YOLO-World-v2's neck is
+# gated by the vocabulary, so its INT8 ranges follow the calibration vocabulary (a speed baseline only).
 #   scripts/make_int8_bundles.sh                  # demo and every generated bundle there is
 #   scripts/make_int8_bundles.sh dosod-s          # demo and one generated bundle
 set -euo pipefail

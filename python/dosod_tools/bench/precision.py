@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import tempfile
 import tomllib
 from pathlib import Path
@@ -110,9 +111,14 @@ def main(argv: list[str] | None = None) -> None:
                 vocab[text_dim] = write_vocabulary(d, text_dim, args.classes)
             npy, txt = vocab[text_dim]
             print(f"  {label} {name} ...", flush=True)
-            report = run_dosod(
-                args.dosod, bundle, args.image, npy, txt, args.threads, False, args.runs, args.warmup, True, flags
-            )
+            try:
+                report = run_dosod(
+                    args.dosod, bundle, args.image, npy, txt, args.threads, False, args.runs, args.warmup, True, flags
+                )
+            except subprocess.CalledProcessError as e:
+                # One provider that cannot run (a GPU library missing) costs its row, not the table.
+                print(f"  {label} {name}: FAILED ({(e.stderr or '').strip()[-300:]})", flush=True)
+                continue
             results.append(
                 {
                     "model": label,

@@ -6,8 +6,10 @@
 * Weights: int8, per output channel (symmetric); activations: uint8 (asymmetric), ranges from
   `--count` calibration images letterboxed exactly as the engine does (dosod_tools.reference).
 * The calibration graph also needs a `vocab` input; `--vocab` is a `.npz` from `dosod vocab
-  encode` (names + joint). Its values never shape a quantisation range (below), so any vocabulary
-  used at run time gets the same arithmetic as the one used here.
+  encode` (names + joint). In a DOSOD graph its values never shape a quantisation range (below),
+  so any vocabulary used at run time gets the same arithmetic as the one used here. (YOLO-World-v2's
+  neck is gated by the vocabulary before its convolutions, so there the ranges follow the
+  calibration vocabulary: its INT8 bundle is a speed baseline only.)
 * What stays float32 (`--keep-float`; docs/acceleration.md has the figures behind the default):
   - `tail`: every node after the last convolution on each path: the region-text product (MatMul
     with `vocab`, * exp(logit_scale), + bias), the sigmoid, the DFL softmax and the box decoding.

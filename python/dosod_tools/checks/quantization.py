@@ -26,9 +26,15 @@ import numpy as np
 import onnxruntime as ort
 
 from ..reference.detect import letterbox, load_rgb
-from ..bundle.quantize import Letterboxed, calibration_images, load_joint, quantize_detector
+from ..bundle.quantize import METHODS, Letterboxed, calibration_images, load_joint, quantize_detector
 
 CHOICES = ("none", "tail", "head", "ends")
+
+
+def detector_of(bundle: Path) -> Path:
+    """The bundle's detector graph (`[files] detector`, default detector.onnx)."""
+    files = tomllib.loads((bundle / "model.toml").read_text()).get("files", {})
+    return bundle / files.get("detector", "detector.onnx")
 
 
 def session(path: Path, threads: int) -> ort.InferenceSession:
@@ -77,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--vocab", type=Path, required=True, help="`dosod vocab encode` .npz, for calibration and the check")
     ap.add_argument("--heldout", type=Path, required=True, help="images to compare on (none of them calibrated)")
     ap.add_argument("--compare", type=Path, nargs="+", default=None, help="finished bundles to compare instead")
-    ap.add_argument("--method", default="minmax")
+    ap.add_argument("--method", choices=sorted(METHODS), default="minmax")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=10, help="timed session.run per detector")
     args = ap.parse_args(argv)
@@ -86,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
 
     manifest = tomllib.loads((args.bundle / "model.toml").read_text())
     spec = manifest["input"]
-    detector = args.bundle / manifest.get("files", {}).get("detector", "detector.onnx")
+    detector = detector_of(args.bundle)
     joint = load_joint(args.vocab, int(manifest["embedding"]["dim"]))
     heldout = calibration_images(args.heldout, 10_000)
     tensors = [letterbox(load_rgb(p), spec, np.float32)[0] for p in heldout]
@@ -96,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         if args.compare:
-            candidates = [(str(b), b / "detector.onnx", "-") for b in args.compare]
+            candidates = [(str(b), detector_of(b), "-") for b in args.compare]
         else:
             calibration = calibration_images(args.images, args.count)
             candidates = []

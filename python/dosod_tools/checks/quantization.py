@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ..reference.detect import letterbox, load_rgb
+from ..bundle.check import session
+from ..reference.detect import input_dtype, letterbox, load_rgb
 from ..bundle.quantize import METHODS, Letterboxed, calibration_images, load_joint, quantize_detector
 
 CHOICES = ("none", "tail", "head", "ends")
@@ -37,17 +38,9 @@ def detector_of(bundle: Path) -> Path:
     return bundle / files.get("detector", "detector.onnx")
 
 
-def session(path: Path, threads: int) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 def feeds(sess: ort.InferenceSession, images: np.ndarray, joint: np.ndarray) -> dict[str, np.ndarray]:
     """The inputs in the element type the session declares (float16 bundles take float16)."""
-    dtype = {i.name: np.float16 if i.type == "tensor(float16)" else np.float32 for i in sess.get_inputs()}
-    return {"images": images.astype(dtype["images"]), "vocab": joint.astype(dtype["vocab"])}
+    return {"images": images.astype(input_dtype(sess, "images")), "vocab": joint.astype(input_dtype(sess, "vocab"))}
 
 
 def deviation(

@@ -16,16 +16,17 @@ BIN := target/release/dosod
 ORT_LIB = $(shell ls $(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.$(ORT_VERSION) 2>/dev/null | head -n1)
 export DOSOD_ORT_LIB = $(abspath $(ORT_LIB))
 
-.PHONY: emoji-font run test setup test-venv venv bundles encoders build build-deps lint bench bench-ros2 criterion web-deps stream-deps eval-demo test-opencv clean-generated fuzz openvino-lib int8-bundles bench-precision
+.PHONY: deploy-deps deploy-venv test-scaleout test-container emoji-font run test setup test-venv venv bundles encoders build build-deps lint bench bench-ros2 criterion web-deps stream-deps eval-demo test-opencv clean-generated fuzz openvino-lib int8-bundles bench-precision
 
 # The main job: the HTTP API and web page on the default bundle (http://127.0.0.1:8080/).
 run: setup build
 	$(BIN) serve
 
-test: setup build web-deps stream-deps test-venv openvino-lib
+test: setup build web-deps stream-deps test-venv openvino-lib deploy-deps deploy-venv
 	$(VPY) -m dosod_tools.textenc.build_clip_tokenizer --out tests/fixtures/clip-tiny/tokenizer.json --check
 	$(VPY) -m pytest -q python/tests
 	$(CARGO) test --release --all-targets
+	$(MAKE) test-scaleout test-container
 	$(MAKE) lint
 
 setup: venv bundles encoders
@@ -67,6 +68,31 @@ web-deps: tests/web/node_modules/.package-lock.json
 tests/web/node_modules/.package-lock.json: tests/web/package.json tests/web/package-lock.json
 	cd tests/web && npm ci --no-audit --no-fund
 	touch $@
+
+# Deployment test dependencies (Debian): redis-server, nginx, docker.io (a daemon is started when
+# none answers) and debootstrap.
+deploy-deps:
+	@bash scripts/deploy_test_deps.sh
+
+# kubernetes-validate and checkov (python/requirements/deploy.txt) in their own .venv-deploy,
+# for the manifest checks of python/tests/test_deploy.py.
+STAMP_DEPLOY_VENV := .venv-deploy/.stamp-requirements
+deploy-venv: $(STAMP_DEPLOY_VENV)
+$(STAMP_DEPLOY_VENV): python/requirements/deploy.txt
+	test -x .venv-deploy/bin/python || $(PY) -m venv .venv-deploy
+	.venv-deploy/bin/python -m pip install --quiet --disable-pip-version-check -r python/requirements/deploy.txt
+	touch $@
+
+# Three replicas behind nginx with the Redis vocabulary store, one killed, one rolled, Redis
+# restarted, under load (docs/deploy.md); the figures also go to data/scaleout.json.
+test-scaleout: setup build deploy-deps
+	mkdir -p data
+	$(VPY) -m dosod_tools.deploy.scaleout --json data/scaleout.json
+
+# The Dockerfile built on a local Debian base and run: detect, a vocabulary saved as the non-root
+# user, SIGTERM within the grace period (docs/deploy.md).
+test-container: setup build deploy-deps
+	$(VPY) -m dosod_tools.deploy.container
 
 # Stream test dependencies (Debian): ffmpeg, mosquitto, GStreamer's RTSP server.
 stream-deps:

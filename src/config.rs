@@ -67,7 +67,9 @@ use crate::engine::runtime::{RuntimeArgs, RuntimeOptions};
 use crate::ros2::config::Ros2Settings;
 use crate::server::config::ServerSettings;
 use crate::service::config::{BatchArgs, BatchSettings};
-use crate::stream::config::{MqttSettings, StreamConfig, validate_streams};
+use crate::stream::config::{
+    ClusterArgs, ClusterSettings, MqttSettings, StreamConfig, streams_of_shard, validate_streams,
+};
 use crate::vocab::store::{VocabOptions, VocabOptionsArgs};
 
 /// Everything a `dosod` process reads from its configuration file, one field per section.
@@ -85,6 +87,8 @@ pub(crate) struct Settings {
     /// `[[streams]]`: cameras run by `dosod serve` and `dosod stream`.
     pub streams: Vec<StreamConfig>,
     pub mqtt: MqttSettings,
+    /// `[cluster]`: which of the `[[streams]]` this replica runs.
+    pub cluster: ClusterSettings,
     /// `[ros2]`: the node run by `dosod ros` (or `dosod serve --ros2`).
     pub ros2: Ros2Settings,
 }
@@ -161,6 +165,8 @@ pub(crate) struct ConfigArgs {
     pub batching: BatchArgs,
     #[command(flatten)]
     pub log: LogArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 impl ConfigArgs {
@@ -174,10 +180,19 @@ impl ConfigArgs {
         self.vocabulary.apply(&mut s.vocabulary);
         self.batching.apply(&mut s.batching);
         self.log.apply(&mut s.log);
+        self.cluster.apply(&mut s.cluster);
         validate_streams(&s.streams).map_err(|message| ConfigError::Invalid {
             key: "streams".into(),
             message,
         })?;
+        // A replica keeps only its shard's cameras: every frontend below sees just those.
+        let shard = s.cluster.shard().map_err(|message| ConfigError::Invalid {
+            key: "cluster.stream_shard".into(),
+            message,
+        })?;
+        if let Some((i, n)) = shard {
+            s.streams = streams_of_shard(&s.streams, i, n);
+        }
         if !matches!(s.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid {
                 key: "log.format".into(),
@@ -235,6 +250,7 @@ mod tests {
         assert_eq!(shipped.server, ServerSettings::default());
         assert_eq!(shipped.runtime, RuntimeOptions::default());
         assert_eq!(shipped.mqtt, MqttSettings::default());
+        assert_eq!(shipped.cluster, ClusterSettings::default());
         let example = Settings::load(Some(&root.join("configs/streams-example.toml"))).unwrap();
         assert_eq!(example.streams.len(), 2);
         validate_streams(&example.streams).unwrap();

@@ -135,6 +135,13 @@ pub fn main() -> std::process::ExitCode {
         Err(e) => return fail(&anyhow::Error::from(e)),
     };
     init_logging(&settings.log.format, &settings.log.level);
+    if let Ok(Some((i, n))) = settings.cluster.shard() {
+        tracing::info!(
+            shard = %format!("{i}/{n}"),
+            cameras = ?settings.streams.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            "this replica runs its shard's streams"
+        );
+    }
     let result = match &cli.command {
         Command::Serve(args) => serve::run(&settings, args),
         Command::Detect(args) => detect::run(&settings, args),

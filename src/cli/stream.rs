@@ -20,7 +20,9 @@ pub struct StreamArgs {
 
 pub fn run(settings: &Settings, args: &StreamArgs) -> Result<std::process::ExitCode> {
     if settings.streams.is_empty() {
-        bail!("no [[streams]] in the configuration: nothing to run");
+        bail!(
+            "no [[streams]] in the configuration (or in this replica's [cluster] stream_shard): nothing to run"
+        );
     }
     let mut mqtt = settings.mqtt.clone();
     args.mqtt.apply(&mut mqtt);

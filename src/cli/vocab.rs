@@ -19,7 +19,7 @@ pub enum VocabCommand {
     Encode(EncodeArgs),
     /// List named and built-in vocabularies.
     List,
-    /// Create or replace a named vocabulary (persisted in the data directory).
+    /// Create or replace a named vocabulary (persisted in the vocabulary store: data/ or Redis).
     Put(PutArgs),
     /// Delete a named vocabulary.
     Delete { name: String },

@@ -38,6 +38,10 @@ pub enum EngineError {
     /// a server path; the path goes to the log where the error is made.
     #[error("storage: {0}")]
     Storage(String),
+    /// The shared store of named vocabularies (Redis) cannot be reached: a write is refused,
+    /// nothing is half-done, and reads go on from the local copy.
+    #[error("{0}")]
+    StoreUnavailable(String),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

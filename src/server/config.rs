@@ -37,5 +37,8 @@ section! {
         overload_delay_ms: u64 = 200 => "overload-delay-ms", "DOSOD_OVERLOAD_DELAY_MS";
         /// On SIGTERM / Ctrl-C, in-flight requests get this long to finish.
         shutdown_grace_ms: u64 = 10_000 => "shutdown-grace-ms", "DOSOD_SHUTDOWN_GRACE_MS";
+        /// On SIGTERM, keep accepting (and serving) this long with `/health/ready` at 503
+        /// before the listener closes, so a load balancer or Kubernetes stops sending first.
+        shutdown_delay_ms: u64 = 0 => "shutdown-delay-ms", "DOSOD_SHUTDOWN_DELAY_MS";
     }
 }

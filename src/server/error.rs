@@ -65,6 +65,7 @@ impl ApiError {
                 | EngineError::InvalidParameter(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 EngineError::NotFound(_) => StatusCode::NOT_FOUND,
                 EngineError::Conflict(_) => StatusCode::CONFLICT,
+                EngineError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
                 EngineError::Runtime(_)
                 | EngineError::Bundle { .. }
                 | EngineError::Inference(_)
@@ -94,6 +95,7 @@ impl ApiError {
                 EngineError::NotFound(_) => "not_found",
                 EngineError::Conflict(_) => "conflict",
                 EngineError::Storage(_) => "storage",
+                EngineError::StoreUnavailable(_) => "store_unavailable",
                 EngineError::Runtime(_)
                 | EngineError::Bundle { .. }
                 | EngineError::Inference(_)

@@ -40,7 +40,11 @@ pub(crate) struct AppState {
     pub settings: ServerSettings,
     /// Used when a request names no vocabulary (warm-up, `/v1/info`).
     pub default_vocab: Arc<Vocabulary>,
-    pub ready: AtomicBool,
+    /// The warm-up forward pass has run: until then `/v1/…` answers 503 (a load balancer
+    /// retries elsewhere) while `/health/live` already answers.
+    pub warm: AtomicBool,
+    /// SIGTERM / Ctrl-C arrived: not ready, in-flight requests finishing.
+    pub stopping: AtomicBool,
     /// Bytes of request bodies being received (`[server] max_inflight_body_bytes`).
     body_budget: tokio::sync::Semaphore,
     /// The cameras, when `[[streams]]` are configured (set once, after start-up).
@@ -56,7 +60,8 @@ impl AppState {
         Ok(Arc::new(AppState {
             service,
             default_vocab,
-            ready: AtomicBool::new(false),
+            warm: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             body_budget: tokio::sync::Semaphore::new(
                 settings
                     .max_inflight_body_bytes
@@ -94,13 +99,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/streams/{name}/mjpeg", get(streams::mjpeg))
         .route("/v1/streams/{name}/snapshot.jpg", get(streams::snapshot))
         .route_layer(middleware::from_fn_with_state(state.clone(), admit_body))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_key))
+        .route_layer(middleware::from_fn_with_state(state.clone(), until_warm));
     let open = Router::new()
         // DeepStack clients send the key as a form field: the handler checks it.
         .route(
             "/v1/vision/detection",
             post(routes::deepstack::deepstack)
-                .route_layer(middleware::from_fn_with_state(state.clone(), admit_body)),
+                .route_layer(middleware::from_fn_with_state(state.clone(), admit_body))
+                .route_layer(middleware::from_fn_with_state(state.clone(), until_warm)),
         )
         .route("/health/live", get(operations::live))
         .route("/health/ready", get(operations::ready))
@@ -388,28 +395,69 @@ pub async fn serve(state: Arc<AppState>) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
-    // A forward pass before we call ourselves ready.
+    // Connections are answered from here on (`/health/live`; the API says 503 until warm); a
+    // forward pass runs before we call ourselves ready.
+    let (failed, warm_up_failed) = tokio::sync::oneshot::channel::<anyhow::Error>();
     let warm = state.clone();
-    tokio::task::spawn_blocking(move || warm.service.engine.warm_up(&warm.default_vocab)).await??;
-    state.ready.store(true, Ordering::Release);
-    tracing::info!(%local, model = %state.service.engine.manifest().model.name, "dosod serving");
-    // The line tests and scripts wait for.
-    println!("listening on http://{local}");
+    tokio::spawn(async move {
+        let w = warm.clone();
+        let done = tokio::task::spawn_blocking(move || w.service.engine.warm_up(&w.default_vocab));
+        match done.await {
+            Ok(Ok(())) => {
+                warm.warm.store(true, Ordering::Release);
+                tracing::info!(%local, model = %warm.service.engine.manifest().model.name, "dosod serving");
+                // The line tests and scripts wait for.
+                println!("listening on http://{local}");
+            }
+            Ok(Err(e)) => {
+                let _ = failed.send(anyhow::anyhow!("warm-up failed: {e}"));
+            }
+            Err(e) => {
+                let _ = failed.send(anyhow::anyhow!("warm-up failed: {e}"));
+            }
+        }
+    });
 
-    let ready = state.clone();
+    let stop = state.clone();
     let limits = listener::ConnectionLimits {
         max_connections: listener::fit_connections(s.max_connections.max(1)),
         header_timeout: Duration::from_millis(s.header_timeout_ms.max(1)),
         grace: Duration::from_millis(s.shutdown_grace_ms),
     };
     let open = state.service.metrics.http_connections.clone();
+    let failure = Arc::new(std::sync::Mutex::new(None));
+    let failure_seen = failure.clone();
+    let delay = Duration::from_millis(s.shutdown_delay_ms);
     listener::serve(listener, router(state.clone()), limits, open, async move {
-        shutdown_signal().await;
-        ready.ready.store(false, Ordering::Release);
-        tracing::info!("shutting down: finishing in-flight requests");
+        tokio::select! {
+            _ = shutdown_signal() => {
+                stop.stopping.store(true, Ordering::Release);
+                if !delay.is_zero() {
+                    tracing::info!(?delay, "shutting down: not ready, still serving");
+                    tokio::time::sleep(delay).await;
+                }
+                tracing::info!("shutting down: finishing in-flight requests");
+            }
+            Ok(e) = warm_up_failed => {
+                *failure_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            }
+        }
+        stop.stopping.store(true, Ordering::Release);
     })
     .await;
-    Ok(())
+    match failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Refuses API requests with 503 until the warm-up forward pass has run.
+async fn until_warm(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if state.warm.load(Ordering::Acquire) {
+        next.run(req).await
+    } else {
+        ApiError::Unavailable("warming up".into()).into_response()
+    }
 }
 
 pub async fn shutdown_signal() {

@@ -14,6 +14,9 @@ pub struct Metrics {
     pub stages: HistogramVec,
     pub batch_size: Histogram,
     pub vocab_cache: IntGauge,
+    /// 1 while the named-vocabulary store can take writes (a file store always; Redis while
+    /// connected), else 0.
+    pub vocab_store_up: IntGauge,
     pub vocab_hits: IntCounter,
     pub vocab_misses: IntCounter,
     /// Open HTTP client connections.
@@ -60,6 +63,11 @@ impl Metrics {
         let batch_size = Histogram::with_opts(
             HistogramOpts::new("batch_size", "images per forward pass")
                 .buckets(vec![1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0]),
+        )
+        .expect("metric");
+        let vocab_store_up = IntGauge::new(
+            "vocab_store_up",
+            "1 while the named-vocabulary store takes writes (Redis: connected), else 0",
         )
         .expect("metric");
         let vocab_cache =
@@ -131,6 +139,7 @@ impl Metrics {
             Box::new(stages.clone()),
             Box::new(batch_size.clone()),
             Box::new(vocab_cache.clone()),
+            Box::new(vocab_store_up.clone()),
             Box::new(vocab_hits.clone()),
             Box::new(vocab_misses.clone()),
             Box::new(http_connections.clone()),
@@ -153,6 +162,7 @@ impl Metrics {
             stages,
             batch_size,
             vocab_cache,
+            vocab_store_up,
             vocab_hits,
             vocab_misses,
             http_connections,

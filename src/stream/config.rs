@@ -201,6 +201,53 @@ impl MqttSettings {
     }
 }
 
+section! {
+    /// `[cluster]`: how replicas that share one configuration divide its cameras.
+    pub struct ClusterSettings, flags ClusterArgs (global = true) {
+        /// `I/N`: this replica is shard I of N (0-based) and runs only the `[[streams]]` of its
+        /// shard: the cameras sorted by name, every Nth from the Ith, so each camera runs on
+        /// exactly one replica. Empty: every camera (one box). In a StatefulSet, I is the pod's
+        /// ordinal (docs/deploy.md).
+        stream_shard: String = String::new() => "stream-shard", "DOSOD_STREAM_SHARD";
+    }
+}
+
+impl ClusterSettings {
+    /// `stream_shard` as (I, N), `None` when empty.
+    pub fn shard(&self) -> Result<Option<(usize, usize)>, String> {
+        let text = self.stream_shard.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let bad = || format!("stream_shard `{text}`: expected I/N with 0 <= I < N (e.g. 0/3)");
+        let (i, n) = text.split_once('/').ok_or_else(bad)?;
+        let (i, n): (usize, usize) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if n == 0 || i >= n {
+            return Err(bad());
+        }
+        Ok(Some((i, n)))
+    }
+}
+
+/// The cameras of shard `i` of `n`: sorted by name, every `n`th from the `i`th. Every replica
+/// reads the same list, so the shards partition it: each camera on exactly one replica.
+pub fn streams_of_shard(streams: &[StreamConfig], i: usize, n: usize) -> Vec<StreamConfig> {
+    let mut names: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    streams
+        .iter()
+        .filter(|s| {
+            names
+                .binary_search(&s.name.as_str())
+                .is_ok_and(|rank| rank % n == i)
+        })
+        .cloned()
+        .collect()
+}
+
 /// Checks the stream list as a whole (names unique) and each entry.
 pub fn validate_streams(streams: &[StreamConfig]) -> Result<(), String> {
     let mut seen = std::collections::HashSet::new();
@@ -216,6 +263,38 @@ pub fn validate_streams(streams: &[StreamConfig]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_partition_the_cameras() {
+        let streams: Vec<StreamConfig> = ["e", "a", "d", "b", "c", "f", "g"]
+            .iter()
+            .map(|n| StreamConfig {
+                name: n.to_string(),
+                url: "x.mp4".into(),
+                ..Default::default()
+            })
+            .collect();
+        let mut seen: Vec<String> = Vec::new();
+        for i in 0..3 {
+            let mine = streams_of_shard(&streams, i, 3);
+            assert!((2..=3).contains(&mine.len()), "balanced: {}", mine.len());
+            seen.extend(mine.into_iter().map(|s| s.name));
+        }
+        seen.sort();
+        assert_eq!(seen, ["a", "b", "c", "d", "e", "f", "g"]);
+        assert_eq!(streams_of_shard(&streams, 0, 1).len(), 7);
+        let shard = |s: &str| {
+            ClusterSettings {
+                stream_shard: s.into(),
+            }
+            .shard()
+        };
+        assert_eq!(shard(""), Ok(None));
+        assert_eq!(shard(" 2 / 3 "), Ok(Some((2, 3))));
+        for bad in ["3/3", "0/0", "1", "a/2", "-1/2"] {
+            assert!(shard(bad).unwrap_err().contains(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn passwords_are_redacted() {

@@ -3,6 +3,7 @@
 
 pub mod encoder;
 pub mod import;
+pub(crate) mod redis;
 pub mod spec;
 pub mod store;
 

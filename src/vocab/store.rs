@@ -6,7 +6,7 @@ use std::io::Write;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
 use ndarray::Array2;
@@ -32,8 +32,15 @@ section! {
         cache_bytes: usize = 64 << 20 => "vocab-cache-bytes", "DOSOD_VOCAB_CACHE_BYTES";
         /// Built vocabularies kept by hash (unnamed ones from requests).
         max_built: usize = 64 => "max-built-vocabularies", "DOSOD_MAX_BUILT_VOCABULARIES";
-        /// Where named vocabularies persist (DIR/vocabularies/NAME.json); empty: memory only.
+        /// Where named vocabularies persist with `store = "file"` (DIR/vocabularies/NAME.json);
+        /// empty: memory only.
         data_dir: PathBuf = PathBuf::from("data") => "data-dir", "DOSOD_DATA_DIR";
+        /// `file` (named vocabularies in `data_dir`, one box), or `redis://[:PASSWORD@]HOST:PORT/DB`
+        /// shared by every replica (docs/deploy.md).
+        store: String = "file".into() => "vocab-store", "DOSOD_VOCAB_STORE";
+        /// With a Redis store: start even when Redis cannot be reached (a warning, and not ready
+        /// until it answers) instead of failing.
+        store_tolerate_unavailable: bool = false => "vocab-store-tolerate-unavailable", "DOSOD_VOCAB_STORE_TOLERATE_UNAVAILABLE";
         /// Directory of the built-in vocabulary files (coco, lvis, objects365).
         builtin_dir: PathBuf = PathBuf::from("configs/vocabularies") => "builtin-vocab-dir", "DOSOD_BUILTIN_VOCAB_DIR";
     }
@@ -46,6 +53,47 @@ impl VocabOptions {
     /// Where named vocabularies persist, if anywhere.
     pub fn data_dir(&self) -> Option<&Path> {
         Some(self.data_dir.as_path()).filter(|d| !d.as_os_str().is_empty())
+    }
+}
+
+/// Where named vocabularies persist: what `[vocabulary] store` and `data_dir` say.
+enum Backend {
+    /// Nowhere: they live as long as the process.
+    Memory,
+    /// `DIR/vocabularies/NAME.json`, one file each, written atomically.
+    File(PathBuf),
+    /// One Redis hash that every replica follows.
+    Redis(crate::vocab::redis::RedisStore),
+}
+
+/// The state of the named-vocabulary store, for `/health/ready` and `/v1/info`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreState {
+    /// `memory`, `file` or `redis`.
+    pub kind: &'static str,
+    /// Whether named vocabularies can be served: false only for a Redis store that has never
+    /// been loaded.
+    pub ready: bool,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    redis: Option<crate::vocab::redis::RedisState>,
+}
+
+impl StoreState {
+    /// Whether a write would reach the store now (a file store: always; Redis: connected).
+    pub fn writable(&self) -> bool {
+        self.redis.as_ref().is_none_or(|r| r.connected)
+    }
+
+    /// Why the store is not ready, in words (`redis://…: Connection refused`).
+    pub fn why_not_ready(&self) -> String {
+        match &self.redis {
+            Some(r) => format!(
+                "the vocabulary store {} has not been loaded yet: {}",
+                r.target,
+                r.error.as_deref().unwrap_or("connecting")
+            ),
+            None => format!("the {} vocabulary store is not ready", self.kind),
+        }
     }
 }
 
@@ -142,7 +190,8 @@ pub struct VocabStore {
     hits: AtomicU64,
     misses: AtomicU64,
     by_hash: Mutex<LruCache<String, Arc<Vocabulary>>>,
-    named: RwLock<BTreeMap<String, VocabSpec>>,
+    named: crate::vocab::redis::Named,
+    backend: Backend,
     /// Held by every write (put, delete) around its file change and its registry change.
     writes: Mutex<()>,
     load_errors: Vec<String>,
@@ -161,34 +210,33 @@ impl VocabStore {
             "{}/{}/{}",
             m.model.name, m.text_encoder.kind, m.text_encoder.name
         );
-        let mut named = BTreeMap::new();
+        let named = crate::vocab::redis::Named::default();
         let mut load_errors = Vec::new();
-        if let Some(dir) = options
-            .data_dir()
-            .map(|d| d.join("vocabularies"))
-            .filter(|d| d.is_dir())
-        {
-            {
-                let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-                    .map_err(|e| EngineError::io(&dir, e))?
-                    .flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                    .collect();
-                files.sort();
-                for path in files {
-                    match read_stored(&path, &options.limits) {
-                        Ok(stored) => {
-                            named.insert(stored.name, stored.spec);
-                        }
-                        Err(e) => {
-                            tracing::warn!(file = %path.display(), "skipping vocabulary: {e}");
-                            load_errors.push(format!("{}: {e}", path.display()));
-                        }
-                    }
+        let backend = match options.store.as_str() {
+            "file" => match options.data_dir() {
+                Some(dir) => {
+                    let loaded = load_dir(&dir.join("vocabularies"), &options.limits)?;
+                    load_errors = loaded.1;
+                    *named.write().unwrap_or_else(|p| p.into_inner()) = loaded.0;
+                    Backend::File(dir.to_path_buf())
                 }
+                None => Backend::Memory,
+            },
+            url if url.starts_with("redis://") => {
+                Backend::Redis(crate::vocab::redis::RedisStore::open(
+                    url,
+                    options.store_tolerate_unavailable,
+                    named.clone(),
+                    options.limits,
+                )?)
             }
-        }
+            other => {
+                return Err(EngineError::InvalidParameter(format!(
+                    "[vocabulary] store `{}`: expected `file` or `redis://HOST:PORT/DB`",
+                    crate::vocab::redis::redact(other)
+                )));
+            }
+        };
         let cache = PhraseCache {
             map: LruCache::unbounded(),
             bytes: 0,
@@ -209,7 +257,8 @@ impl VocabStore {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             by_hash: Mutex::new(LruCache::new(max_built)),
-            named: RwLock::new(named),
+            named,
+            backend,
             writes: Mutex::new(()),
             load_errors,
             options,
@@ -492,11 +541,19 @@ impl VocabStore {
         // The file and the registry change under one guard, so what is served is what a
         // restart reads back, whatever the interleaving of writers.
         let _writing = self.writes.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(dir) = self.options.data_dir() {
-            let file = format!("{name}.json");
-            write_atomic(&dir.join("vocabularies"), &file, &bytes).map_err(|(path, e)| {
-                EngineError::storage(&format!("cannot save vocabulary `{name}`"), &path, &e)
-            })?;
+        match &self.backend {
+            Backend::Memory => {}
+            Backend::File(dir) => {
+                let file = format!("{name}.json");
+                write_atomic(&dir.join("vocabularies"), &file, &bytes).map_err(|(path, e)| {
+                    EngineError::storage(&format!("cannot save vocabulary `{name}`"), &path, &e)
+                })?;
+            }
+            Backend::Redis(redis) => {
+                let json = serde_json::to_string(&spec)
+                    .map_err(|e| EngineError::Vocabulary(e.to_string()))?;
+                redis.save(name, json)?;
+            }
         }
         self.named
             .write()
@@ -514,10 +571,19 @@ impl VocabStore {
             )));
         }
         let _writing = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Backend::Redis(redis) = &self.backend {
+            // Redis decides whether it existed: this replica's copy may lag another's write.
+            let removed = redis.remove(name)?;
+            self.named
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(name);
+            return Ok(removed);
+        }
         if !self.read_named().contains_key(name) {
             return Ok(false);
         }
-        if let Some(dir) = self.options.data_dir() {
+        if let Backend::File(dir) = &self.backend {
             let vocabularies = dir.join("vocabularies");
             let path = vocabularies.join(format!("{name}.json"));
             let removed = match std::fs::remove_file(&path) {
@@ -632,6 +698,30 @@ impl VocabStore {
         Ok(Arc::new(vocab))
     }
 
+    /// Where named vocabularies persist, and whether they can be served.
+    pub fn store_state(&self) -> StoreState {
+        match &self.backend {
+            Backend::Memory => StoreState {
+                kind: "memory",
+                ready: true,
+                redis: None,
+            },
+            Backend::File(_) => StoreState {
+                kind: "file",
+                ready: true,
+                redis: None,
+            },
+            Backend::Redis(r) => {
+                let state = r.state();
+                StoreState {
+                    kind: "redis",
+                    ready: state.synced,
+                    redis: Some(state),
+                }
+            }
+        }
+    }
+
     fn read_named(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, VocabSpec>> {
         self.named.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -652,6 +742,36 @@ pub fn validate_name(name: &str) -> Result<()> {
             "invalid vocabulary name {name:?}: use 1-64 of A-Z a-z 0-9 _ - . (not starting with .)"
         )))
     }
+}
+
+/// Every `NAME.json` of `dir` (absent: none), with the files that could not be read and why.
+fn load_dir(
+    dir: &Path,
+    limits: &VocabLimits,
+) -> Result<(BTreeMap<String, VocabSpec>, Vec<String>)> {
+    let (mut named, mut errors) = (BTreeMap::new(), Vec::new());
+    if !dir.is_dir() {
+        return Ok((named, errors));
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| EngineError::io(dir, e))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    for path in files {
+        match read_stored(&path, limits) {
+            Ok(stored) => {
+                named.insert(stored.name, stored.spec);
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), "skipping vocabulary: {e}");
+                errors.push(format!("{}: {e}", path.display()));
+            }
+        }
+    }
+    Ok((named, errors))
 }
 
 fn read_stored(path: &Path, limits: &VocabLimits) -> std::result::Result<Stored, String> {

@@ -19,13 +19,20 @@ pub async fn live() -> Response {
     Json(serde_json::json!({"status": "live"})).into_response()
 }
 
-/// `GET /health/ready`: 200 once the model is loaded and a warm-up forward pass has run.
+/// `GET /health/ready`: 200 once the model is loaded, a warm-up forward pass has run and the
+/// named vocabularies are known (a Redis store loaded once); the body reports the store's
+/// state, so a Redis outage shows here while detection goes on from the local copy.
 #[utoipa::path(get, path = "/health/ready", tag = "operations", responses((status = 200, description = "OK", body = crate::server::openapi::Status), (status = 503, description = "deadline passed or not ready", body = crate::server::openapi::ErrorBody)))]
 pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    if state.ready.load(Ordering::Acquire) {
-        Json(serde_json::json!({"status": "ready"})).into_response()
+    let store = state.service.store.store_state();
+    if !state.warm.load(Ordering::Acquire) {
+        ApiError::Unavailable("warming up".into()).into_response()
+    } else if state.stopping.load(Ordering::Acquire) {
+        ApiError::Unavailable("shutting down".into()).into_response()
+    } else if !store.ready {
+        ApiError::Unavailable(store.why_not_ready()).into_response()
     } else {
-        ApiError::Unavailable("warming up or shutting down".into()).into_response()
+        Json(serde_json::json!({"status": "ready", "store": store})).into_response()
     }
 }
 
@@ -35,6 +42,8 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let (m, cache) = (&state.service.metrics, state.service.store.cache_stats());
     m.queue_depth.set(state.service.scheduler.depth() as i64);
     m.vocab_cache.set(cache.entries as i64);
+    m.vocab_store_up
+        .set(i64::from(state.service.store.store_state().writable()));
     advance(&m.vocab_hits, cache.hits);
     advance(&m.vocab_misses, cache.misses);
     (
@@ -72,6 +81,7 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Response {
             "deadline_ms": state.service.batching.deadline_ms,
             "vocabulary": state.service.store.limits(),
         },
+        "vocabulary_store": state.service.store.store_state(),
         "ort_version": e.runtime().version(),
         "execution_provider": e.runtime().execution_provider().to_string(),
         "intra_threads": e.runtime().threads(),

@@ -42,7 +42,7 @@ pub async fn get_vocabulary(
 /// `PUT /v1/vocabularies/{name}` with `{"classes": [...], "template": "..."}`
 #[utoipa::path(put, path = "/v1/vocabularies/{name}", tag = "vocabularies", params(("name" = String, Path, pattern = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$", description = "1-64 of A-Z a-z 0-9 _ - ., not starting with .")),
     request_body = VocabSpec,
-    responses((status = 200, description = "OK", body = crate::server::openapi::VocabularyCreated), (status = 400, description = "malformed request", body = crate::server::openapi::ErrorBody), (status = 409, description = "a built-in vocabulary cannot be replaced", body = crate::server::openapi::ErrorBody), (status = 422, description = "invalid name or vocabulary (phrases, template, limits)", body = crate::server::openapi::ErrorBody), (status = 500, description = "the vocabulary could not be stored", body = crate::server::openapi::ErrorBody)))]
+    responses((status = 200, description = "OK", body = crate::server::openapi::VocabularyCreated), (status = 400, description = "malformed request", body = crate::server::openapi::ErrorBody), (status = 409, description = "a built-in vocabulary cannot be replaced", body = crate::server::openapi::ErrorBody), (status = 422, description = "invalid name or vocabulary (phrases, template, limits)", body = crate::server::openapi::ErrorBody), (status = 500, description = "the vocabulary could not be stored", body = crate::server::openapi::ErrorBody), (status = 503, description = "the shared vocabulary store (Redis) is unavailable: nothing was changed", body = crate::server::openapi::ErrorBody)))]
 pub async fn put_vocabulary(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -65,12 +65,18 @@ pub async fn put_vocabulary(
 
 /// `DELETE /v1/vocabularies/{name}`
 #[utoipa::path(delete, path = "/v1/vocabularies/{name}", tag = "vocabularies", params(("name" = String, Path, pattern = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$", description = "1-64 of A-Z a-z 0-9 _ - ., not starting with .")),
-    responses((status = 204, description = "deleted"), (status = 404, description = "unknown vocabulary", body = crate::server::openapi::ErrorBody), (status = 409, description = "a built-in vocabulary cannot be deleted", body = crate::server::openapi::ErrorBody), (status = 422, description = "invalid name", body = crate::server::openapi::ErrorBody), (status = 500, description = "the vocabulary could not be removed", body = crate::server::openapi::ErrorBody)))]
+    responses((status = 204, description = "deleted"), (status = 404, description = "unknown vocabulary", body = crate::server::openapi::ErrorBody), (status = 409, description = "a built-in vocabulary cannot be deleted", body = crate::server::openapi::ErrorBody), (status = 422, description = "invalid name", body = crate::server::openapi::ErrorBody), (status = 500, description = "the vocabulary could not be removed", body = crate::server::openapi::ErrorBody), (status = 503, description = "the shared vocabulary store (Redis) is unavailable: nothing was changed", body = crate::server::openapi::ErrorBody)))]
 pub async fn delete_vocabulary(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    if state.service.store.delete(&name)? {
+    let store = state.service.store.clone();
+    let lookup = name.clone();
+    // A shared (Redis) store answers over the network: off the async threads.
+    let deleted = tokio::task::spawn_blocking(move || store.delete(&lookup))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    if deleted {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::NotFound(format!("unknown vocabulary `{name}`")))

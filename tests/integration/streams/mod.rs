@@ -711,6 +711,61 @@ fn bad_stream_configuration_is_refused_with_a_clear_message() {
         &dosod(["--config", path_str(&empty), "stream"]),
         "no [[streams]]",
     );
+    let one = write_config(dir.path(), "[[streams]]\nname = \"a\"\nurl = \"x.mp4\"\n");
+    for bad in ["2/2", "1", "x/3"] {
+        assert_clean_failure(
+            &dosod(["--config", path_str(&one), "--stream-shard", bad, "stream"]),
+            &format!("stream_shard `{bad}`"),
+        );
+    }
+}
+
+/// `[cluster] stream_shard`: three replicas of one configuration run disjoint sets of cameras
+/// that together are all of them.
+#[test]
+fn stream_shards_partition_the_cameras() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let clip = fixture("streams/scenes.mp4");
+    let body: String = ["gate", "dock", "yard", "bay", "door"]
+        .iter()
+        .map(|n| {
+            format!(
+                "[[streams]]\nname = \"{n}\"\nurl = \"{}\"\nloop = true\nfps = 1\n",
+                path_str(&clip)
+            )
+        })
+        .collect();
+    let config = write_config(dir.path(), &body);
+    let mut seen: Vec<String> = Vec::new();
+    for shard in ["0/3", "1/3", "2/3"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dosod"))
+            .args(["--model", path_str(&demo_model()), "--config"])
+            .arg(&config)
+            .args(["--stream-shard", shard, "stream"])
+            .current_dir(root())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        // "running 2 stream(s): bay, yard"
+        let names = first
+            .trim()
+            .split_once(": ")
+            .unwrap_or_else(|| panic!("shard {shard}: {first:?}"))
+            .1;
+        let mine: Vec<String> = names.split(", ").map(str::to_string).collect();
+        assert!((1..=2).contains(&mine.len()), "shard {shard} runs {mine:?}");
+        seen.extend(mine);
+    }
+    seen.sort();
+    assert_eq!(seen, ["bay", "dock", "door", "gate", "yard"]);
 }
 
 #[cfg(feature = "opencv")]

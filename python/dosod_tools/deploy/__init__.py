@@ -1,0 +1,1 @@
+"""Deployment checks: the scale-out test of replicas behind nginx with a shared Redis store."""

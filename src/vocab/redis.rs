@@ -1,0 +1,400 @@
+//! The vocabulary store that replicas share in Redis: named vocabularies in one hash, each
+//! change announced on a channel, a full resync after every (re)connection and periodically.
+//!
+//! Writes go to Redis first (one MULTI: `HSET` + `PUBLISH`) and are acknowledged only once Redis
+//! has them; reads never touch Redis: every replica serves from its local copy, which the
+//! subscriber task keeps current. Redis down: reads keep working from that copy, writes fail
+//! with [`EngineError::StoreUnavailable`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+
+use crate::engine::error::{EngineError, Result};
+use crate::vocab::spec::{VocabLimits, VocabSpec};
+
+/// The registry of named vocabularies, shared by the store and the subscriber task.
+pub(crate) type Named = Arc<RwLock<BTreeMap<String, VocabSpec>>>;
+
+/// Redis keys: the hash of vocabularies (field: name, value: the spec as JSON) and the channel
+/// on which each write publishes the name it changed.
+const HASH: &str = "dosod:vocabularies";
+const CHANNEL: &str = "dosod:vocabularies:changed";
+/// Connecting, and each command, give up after this: a dead Redis answers 503 quickly.
+const TIMEOUT: Duration = Duration::from_secs(2);
+/// The subscriber pings this often; a missing pong reconnects (a half-open TCP connection).
+const PING_EVERY: Duration = Duration::from_secs(2);
+/// A full resync this often even without a reconnect (a missed message cannot last longer).
+const RESYNC_EVERY: Duration = Duration::from_secs(30);
+
+/// What `/health/ready` and `/v1/info` report about a Redis store.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct RedisState {
+    /// The URL without its password.
+    pub target: String,
+    /// The subscriber holds a live connection.
+    pub connected: bool,
+    /// The local copy has been loaded from Redis at least once.
+    pub synced: bool,
+    /// Full resyncs so far (start-up, reconnects, periodic).
+    pub resyncs: u64,
+    /// The last connection or command failure, if the connection is down.
+    pub error: Option<String>,
+}
+
+struct Shared {
+    target: String,
+    named: Named,
+    limits: VocabLimits,
+    connected: AtomicBool,
+    synced: AtomicBool,
+    resyncs: AtomicU64,
+    error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn set_error(&self, e: Option<String>) {
+        *self.error.lock().unwrap_or_else(|p| p.into_inner()) = e;
+    }
+
+    fn unavailable(&self, e: impl std::fmt::Display) -> EngineError {
+        EngineError::StoreUnavailable(format!("vocabulary store {} unavailable: {e}", self.target))
+    }
+
+    /// Replaces the local copy with the hash's content; entries that do not parse or validate
+    /// are skipped with a warning (one bad writer cannot take the others down).
+    fn replace_all(&self, all: HashMap<String, String>) {
+        let fresh: BTreeMap<String, VocabSpec> = all
+            .into_iter()
+            .filter_map(|(name, json)| self.parse(&name, &json).map(|spec| (name, spec)))
+            .collect();
+        *self.named.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        self.resyncs.fetch_add(1, Ordering::Relaxed);
+        self.synced.store(true, Ordering::Release);
+    }
+
+    /// Applies one name's current value (`None`: deleted).
+    fn apply(&self, name: &str, json: Option<String>) {
+        let mut named = self.named.write().unwrap_or_else(|p| p.into_inner());
+        match json.and_then(|j| self.parse(name, &j)) {
+            Some(spec) => named.insert(name.to_string(), spec),
+            None => named.remove(name),
+        };
+    }
+
+    fn parse(&self, name: &str, json: &str) -> Option<VocabSpec> {
+        let checked = crate::vocab::store::validate_name(name)
+            .map_err(|e| e.to_string())
+            .and_then(|()| serde_json::from_str::<VocabSpec>(json).map_err(|e| e.to_string()))
+            .and_then(|spec| {
+                spec.validate(&self.limits)
+                    .map(|()| spec)
+                    .map_err(|e| e.to_string())
+            });
+        checked
+            .map_err(|e| tracing::warn!(store = %self.target, name, "skipping vocabulary: {e}"))
+            .ok()
+    }
+}
+
+/// A Redis-backed registry of named vocabularies, with its own small runtime so that the
+/// synchronous [`VocabStore`](crate::vocab::store::VocabStore) can call it from any thread.
+pub(crate) struct RedisStore {
+    shared: Arc<Shared>,
+    client: redis::Client,
+    writer: Arc<tokio::sync::OnceCell<ConnectionManager>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl RedisStore {
+    /// Connects, loads every named vocabulary into `named` and starts the subscriber. When
+    /// Redis cannot be reached: an error naming it, or with `tolerate` a warning, an empty copy
+    /// and a store that is not ready until the subscriber's first sync.
+    pub fn open(url: &str, tolerate: bool, named: Named, limits: VocabLimits) -> Result<Self> {
+        let target = redact(url);
+        let client = redis::Client::open(url).map_err(|e| {
+            EngineError::InvalidParameter(format!(
+                "[vocabulary] store `{target}` is not a Redis URL: {e}"
+            ))
+        })?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("dosod-redis")
+            .enable_all()
+            .build()
+            .map_err(|e| EngineError::Runtime(format!("vocabulary store runtime: {e}")))?;
+        let shared = Arc::new(Shared {
+            target,
+            named,
+            limits,
+            connected: AtomicBool::new(false),
+            synced: AtomicBool::new(false),
+            resyncs: AtomicU64::new(0),
+            error: Mutex::new(None),
+        });
+        let store = RedisStore {
+            shared: shared.clone(),
+            client: client.clone(),
+            writer: Arc::new(tokio::sync::OnceCell::new()),
+            runtime: Some(runtime),
+        };
+        // The first load, before anything is served from the copy.
+        let first = store.call(async move {
+            let mut con = client.get_multiplexed_async_connection().await?;
+            con.hgetall::<_, HashMap<String, String>>(HASH).await
+        });
+        match first {
+            Ok(all) => {
+                store.shared.replace_all(all);
+                tracing::info!(
+                    store = %store.shared.target,
+                    vocabularies = store.shared.named.read().map(|n| n.len()).unwrap_or(0),
+                    "vocabulary store loaded"
+                );
+            }
+            Err(e) if tolerate => {
+                tracing::warn!(store = %store.shared.target, "{e}; not ready until it answers");
+                store.shared.set_error(Some(e.to_string()));
+            }
+            Err(e) => return Err(e),
+        }
+        let rt = store.runtime.as_ref().expect("runtime until drop");
+        rt.spawn(subscribe(store.client.clone(), shared));
+        Ok(store)
+    }
+
+    /// Stores `name` (its spec as JSON) and tells every replica; returns once Redis has it.
+    pub fn save(&self, name: &str, json: String) -> Result<()> {
+        let (writer, client, name) = (self.writer.clone(), self.client.clone(), name.to_string());
+        self.call(async move {
+            let con = connection(&writer, client).await?;
+            once_more(async || {
+                redis::pipe()
+                    .atomic()
+                    .hset(HASH, &name, &json)
+                    .ignore()
+                    .publish(CHANNEL, &name)
+                    .ignore()
+                    .query_async::<()>(&mut con.clone())
+                    .await
+            })
+            .await
+        })
+    }
+
+    /// Removes `name` and tells every replica; `false` if Redis had no such vocabulary.
+    pub fn remove(&self, name: &str) -> Result<bool> {
+        let (writer, client, name) = (self.writer.clone(), self.client.clone(), name.to_string());
+        let (removed,): (u64,) = self.call(async move {
+            let con = connection(&writer, client).await?;
+            once_more(async || {
+                redis::pipe()
+                    .atomic()
+                    .hdel(HASH, &name)
+                    .publish(CHANNEL, &name)
+                    .ignore()
+                    .query_async(&mut con.clone())
+                    .await
+            })
+            .await
+        })?;
+        Ok(removed > 0)
+    }
+
+    pub fn state(&self) -> RedisState {
+        let s = &self.shared;
+        RedisState {
+            target: s.target.clone(),
+            connected: s.connected.load(Ordering::Acquire),
+            synced: s.synced.load(Ordering::Acquire),
+            resyncs: s.resyncs.load(Ordering::Relaxed),
+            error: s.error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
+    }
+
+    /// Runs `fut` on the store's runtime and waits for it, within [`TIMEOUT`] (plus one
+    /// connection attempt). Safe from any thread; callers on an async runtime use
+    /// `spawn_blocking`.
+    fn call<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = redis::RedisResult<T>> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let rt = self.runtime.as_ref().expect("runtime until drop");
+        rt.spawn(async move {
+            let _ = tx.send(tokio::time::timeout(2 * TIMEOUT, fut).await);
+        });
+        match rx.recv() {
+            Ok(Ok(Ok(v))) => Ok(v),
+            Ok(Ok(Err(e))) => Err(self.shared.unavailable(e)),
+            Ok(Err(_)) => Err(self.shared.unavailable("no answer in time")),
+            Err(_) => Err(self.shared.unavailable("its client stopped")),
+        }
+    }
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        // May run inside another runtime: do not wait for the store's tasks.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Runs a write, and once more if the connection had broken (the manager reconnects in between:
+/// the first write after a Redis restart meets the old, dead socket). Both writes are
+/// idempotent.
+async fn once_more<T, F: Future<Output = redis::RedisResult<T>>>(
+    mut write: impl FnMut() -> F,
+) -> redis::RedisResult<T> {
+    match write().await {
+        Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() => {
+            tracing::debug!("vocabulary store write retried: {e}");
+            write().await
+        }
+        other => other,
+    }
+}
+
+/// The writers' connection: made on first use, then reconnecting by itself.
+async fn connection(
+    cell: &tokio::sync::OnceCell<ConnectionManager>,
+    client: redis::Client,
+) -> redis::RedisResult<ConnectionManager> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(TIMEOUT)
+        .set_response_timeout(TIMEOUT)
+        .set_number_of_retries(1)
+        .set_max_delay(500);
+    cell.get_or_try_init(|| ConnectionManager::new_with_config(client, config))
+        .await
+        .cloned()
+}
+
+/// The subscriber: subscribe, then resync (so no change between the two is missed), then apply
+/// each announced name; on any failure mark the store disconnected and start again with a
+/// back-off of 0.1 s doubling to 2 s.
+async fn subscribe(client: redis::Client, shared: Arc<Shared>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match follow(&client, &shared).await {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(e) => {
+                if shared.connected.swap(false, Ordering::AcqRel) {
+                    tracing::warn!(store = %shared.target, "vocabulary store lost: {e}");
+                }
+                shared.set_error(Some(e.to_string()));
+            }
+        }
+        shared.connected.store(false, Ordering::Release);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// One connection's life: returns when it breaks.
+async fn follow(client: &redis::Client, shared: &Shared) -> redis::RedisResult<()> {
+    let timed = |e: tokio::time::error::Elapsed| {
+        redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, e))
+    };
+    let pubsub = tokio::time::timeout(TIMEOUT, client.get_async_pubsub())
+        .await
+        .map_err(timed)??;
+    let (mut sink, mut messages) = pubsub.split();
+    sink.subscribe(CHANNEL).await?;
+    let mut con = tokio::time::timeout(TIMEOUT, client.get_multiplexed_async_connection())
+        .await
+        .map_err(timed)??;
+    let resync = async |con: &mut redis::aio::MultiplexedConnection| {
+        let all = tokio::time::timeout(TIMEOUT, con.hgetall::<_, HashMap<String, String>>(HASH))
+            .await
+            .map_err(timed)??;
+        shared.replace_all(all);
+        redis::RedisResult::Ok(())
+    };
+    resync(&mut con).await?;
+    if !shared.connected.swap(true, Ordering::AcqRel) {
+        tracing::info!(store = %shared.target, "vocabulary store connected and synced");
+    }
+    shared.set_error(None);
+    let mut ping = tokio::time::interval(PING_EVERY);
+    let mut full = tokio::time::interval(RESYNC_EVERY);
+    full.reset();
+    loop {
+        tokio::select! {
+            msg = messages.next() => {
+                let Some(msg) = msg else {
+                    return Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset).into());
+                };
+                let name: String = msg.get_payload()?;
+                let value = tokio::time::timeout(TIMEOUT, con.hget::<_, _, Option<String>>(HASH, &name))
+                    .await
+                    .map_err(timed)??;
+                shared.apply(&name, value);
+            }
+            _ = ping.tick() => {
+                tokio::time::timeout(TIMEOUT, sink.ping::<redis::Value>()).await.map_err(timed)??;
+            }
+            _ = full.tick() => resync(&mut con).await?,
+        }
+    }
+}
+
+/// A Redis URL without its password (`redis://:***@host:6379/0`).
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    let Some((user, host)) = authority.rsplit_once('@') else {
+        return url.to_string();
+    };
+    let user = user.split_once(':').map_or(user, |(u, _)| u);
+    let slash = if rest.contains('/') { "/" } else { "" };
+    format!("{scheme}://{user}:***@{host}{slash}{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("redis://:s3cret@10.0.0.5:6379/2"),
+            "redis://:***@10.0.0.5:6379/2"
+        );
+        assert_eq!(redact("redis://app:s3cret@redis"), "redis://app:***@redis");
+        assert_eq!(
+            redact("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+    }
+
+    #[test]
+    fn an_unreachable_store_is_an_error_naming_it_or_tolerated() {
+        // Nothing listens on port 1.
+        let named = Named::default();
+        let url = "redis://127.0.0.1:1/0";
+        let e = RedisStore::open(url, false, named.clone(), VocabLimits::default())
+            .err()
+            .expect("refused");
+        assert!(matches!(e, EngineError::StoreUnavailable(_)), "{e}");
+        assert!(e.to_string().contains("redis://127.0.0.1:1/0"), "{e}");
+        let tolerated = RedisStore::open(url, true, named, VocabLimits::default()).unwrap();
+        let state = tolerated.state();
+        assert!(!state.synced && !state.connected && state.error.is_some());
+        let refused = tolerated.save("a", "{}".into()).unwrap_err();
+        assert!(matches!(refused, EngineError::StoreUnavailable(_)));
+        assert!(
+            RedisStore::open("http://x", false, Named::default(), VocabLimits::default()).is_err()
+        );
+    }
+}

@@ -85,6 +85,10 @@ pub struct VocabularyCreated {
 #[derive(ToSchema)]
 pub struct Status {
     pub status: String,
+    /// `/health/ready` only: the named-vocabulary store — `kind` (memory, file, redis), `ready`,
+    /// and for Redis `target` (no password), `connected`, `synced`, `resyncs`, `error`.
+    #[schema(value_type = Option<Object>)]
+    pub store: Option<serde_json::Value>,
 }
 
 #[derive(OpenApi)]

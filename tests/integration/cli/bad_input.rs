@@ -221,3 +221,35 @@ fn a_text_encoder_other_than_the_one_the_adaptor_was_trained_against_is_refused(
     ]);
     assert_clean_failure(&out, "trained against");
 }
+
+/// `[vocabulary] store`: an unreachable Redis at start-up is an error naming it (its password
+/// never printed); anything but `file` or a Redis URL is refused.
+#[test]
+fn unreachable_or_unknown_vocabulary_stores() {
+    let model = bundle("exact");
+    // Nothing listens on port 1.
+    let out = dosod([
+        "--model",
+        path_str(&model),
+        "--vocab-store",
+        "redis://:hunter2@127.0.0.1:1/0",
+        "vocab",
+        "list",
+    ]);
+    assert_clean_failure(&out, "vocabulary store redis://:***@127.0.0.1:1/0 unavailable");
+    assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
+    for (store, needle) in [
+        ("sqlite:///tmp/x", "expected `file` or `redis://"),
+        ("redis://127.0.0.1:notaport/0", "is not a Redis URL"),
+    ] {
+        let out = dosod([
+            "--model",
+            path_str(&model),
+            "--vocab-store",
+            store,
+            "vocab",
+            "list",
+        ]);
+        assert_clean_failure(&out, needle);
+    }
+}

@@ -169,8 +169,19 @@ impl RedisStore {
         Ok(store)
     }
 
+    /// Refuses a write at once while the subscriber knows Redis is down (its last attempt
+    /// failed), so queued writes do not each wait out a timeout.
+    fn check_up(&self) -> Result<()> {
+        let s = &self.shared;
+        match s.error.lock().unwrap_or_else(|p| p.into_inner()).as_deref() {
+            Some(e) if !s.connected.load(Ordering::Acquire) => Err(s.unavailable(e)),
+            _ => Ok(()),
+        }
+    }
+
     /// Stores `name` (its spec as JSON) and tells every replica; returns once Redis has it.
     pub fn save(&self, name: &str, json: String) -> Result<()> {
+        self.check_up()?;
         let (writer, client, name) = (self.writer.clone(), self.client.clone(), name.to_string());
         self.call(async move {
             let con = connection(&writer, client).await?;
@@ -190,6 +201,7 @@ impl RedisStore {
 
     /// Removes `name` and tells every replica; `false` if Redis had no such vocabulary.
     pub fn remove(&self, name: &str) -> Result<bool> {
+        self.check_up()?;
         let (writer, client, name) = (self.writer.clone(), self.client.clone(), name.to_string());
         let (removed,): (u64,) = self.call(async move {
             let con = connection(&writer, client).await?;
@@ -282,25 +294,26 @@ async fn connection(
 /// each announced name; on any failure mark the store disconnected and start again with a
 /// back-off of 0.1 s doubling to 2 s.
 async fn subscribe(client: redis::Client, shared: Arc<Shared>) {
-    let mut backoff = Duration::from_millis(100);
+    const FIRST: Duration = Duration::from_millis(100);
+    let mut backoff = FIRST;
     loop {
-        match follow(&client, &shared).await {
-            Ok(()) => backoff = Duration::from_millis(100),
-            Err(e) => {
-                if shared.connected.swap(false, Ordering::AcqRel) {
-                    tracing::warn!(store = %shared.target, "vocabulary store lost: {e}");
-                }
-                shared.set_error(Some(e.to_string()));
-            }
+        let Err(e) = follow(&client, &shared).await;
+        if shared.connected.swap(false, Ordering::AcqRel) {
+            // A connection that worked: the next attempt starts from the shortest wait.
+            tracing::warn!(store = %shared.target, "vocabulary store lost: {e}");
+            backoff = FIRST;
         }
-        shared.connected.store(false, Ordering::Release);
+        shared.set_error(Some(e.to_string()));
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }
 
-/// One connection's life: returns when it breaks.
-async fn follow(client: &redis::Client, shared: &Shared) -> redis::RedisResult<()> {
+/// One connection's life: returns (an error) when it breaks.
+async fn follow(
+    client: &redis::Client,
+    shared: &Shared,
+) -> redis::RedisResult<std::convert::Infallible> {
     let timed = |e: tokio::time::error::Elapsed| {
         redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, e))
     };
@@ -308,7 +321,9 @@ async fn follow(client: &redis::Client, shared: &Shared) -> redis::RedisResult<(
         .await
         .map_err(timed)??;
     let (mut sink, mut messages) = pubsub.split();
-    sink.subscribe(CHANNEL).await?;
+    tokio::time::timeout(TIMEOUT, sink.subscribe(CHANNEL))
+        .await
+        .map_err(timed)??;
     let mut con = tokio::time::timeout(TIMEOUT, client.get_multiplexed_async_connection())
         .await
         .map_err(timed)??;
@@ -347,18 +362,17 @@ async fn follow(client: &redis::Client, shared: &Shared) -> redis::RedisResult<(
     }
 }
 
-/// A Redis URL without its password (`redis://:***@host:6379/0`).
+/// A Redis URL without its password (`redis://:***@host:6379/0`): everything between `://`
+/// and the last `@` after the user name is masked, whatever characters the password holds.
 pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-    let Some((user, host)) = authority.rsplit_once('@') else {
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
         return url.to_string();
     };
-    let user = user.split_once(':').map_or(user, |(u, _)| u);
-    let slash = if rest.contains('/') { "/" } else { "" };
-    format!("{scheme}://{user}:***@{host}{slash}{path}")
+    let user = credentials.split_once(':').map_or(credentials, |(u, _)| u);
+    format!("{scheme}://{user}:***@{host}")
 }
 
 #[cfg(test)]
@@ -375,6 +389,11 @@ mod tests {
         assert_eq!(
             redact("redis://127.0.0.1:6379/0"),
             "redis://127.0.0.1:6379/0"
+        );
+        // base64 secrets hold `/` and `+`.
+        assert_eq!(
+            redact("redis://:Zm9v/YmFy+cQ==@10.0.0.5:6379/0"),
+            "redis://:***@10.0.0.5:6379/0"
         );
     }
 

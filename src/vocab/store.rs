@@ -37,7 +37,7 @@ section! {
         data_dir: PathBuf = PathBuf::from("data") => "data-dir", "DOSOD_DATA_DIR";
         /// `file` (named vocabularies in `data_dir`, one box), or `redis://[:PASSWORD@]HOST:PORT/DB`
         /// shared by every replica (docs/deploy.md).
-        store: String = "file".into() => "vocab-store", "DOSOD_VOCAB_STORE";
+        store: String = "file".into() => "vocab-store", "DOSOD_VOCAB_STORE", hide_env_values = true;
         /// With a Redis store: start even when Redis cannot be reached (a warning, and not ready
         /// until it answers) instead of failing.
         store_tolerate_unavailable: bool = false => "vocab-store-tolerate-unavailable", "DOSOD_VOCAB_STORE_TOLERATE_UNAVAILABLE";

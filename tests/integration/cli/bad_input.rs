@@ -236,7 +236,10 @@ fn unreachable_or_unknown_vocabulary_stores() {
         "vocab",
         "list",
     ]);
-    assert_clean_failure(&out, "vocabulary store redis://:***@127.0.0.1:1/0 unavailable");
+    assert_clean_failure(
+        &out,
+        "vocabulary store redis://:***@127.0.0.1:1/0 unavailable",
+    );
     assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
     for (store, needle) in [
         ("sqlite:///tmp/x", "expected `file` or `redis://"),

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::Serialize;
 
@@ -26,6 +25,17 @@ pub(crate) type Named = Arc<RwLock<BTreeMap<String, VocabSpec>>>;
 /// on which each write publishes the name it changed.
 const HASH: &str = "dosod:vocabularies";
 const CHANNEL: &str = "dosod:vocabularies:changed";
+/// The revision counter: every write takes the next number, stored with the value
+/// (`{"rev": N, "spec": …}`), so a replica never lets an older state replace a newer one.
+const REV: &str = "dosod:vocabularies:rev";
+/// A put: the next revision, the value with it, the announcement; returns the revision.
+const PUT_SCRIPT: &str = "local rev = redis.call('INCR', KEYS[2]) \
+    redis.call('HSET', KEYS[1], ARGV[1], '{\"rev\":' .. rev .. ',\"spec\":' .. ARGV[2] .. '}') \
+    redis.call('PUBLISH', KEYS[3], ARGV[1]) return rev";
+/// A delete: the next revision, the removal, the announcement; returns {revision, removed}.
+const DELETE_SCRIPT: &str = "local rev = redis.call('INCR', KEYS[2]) \
+    local n = redis.call('HDEL', KEYS[1], ARGV[1]) \
+    redis.call('PUBLISH', KEYS[3], ARGV[1]) return {rev, n}";
 /// Connecting, and each command, give up after this: a dead Redis answers 503 quickly.
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// The subscriber pings this often; a missing pong reconnects (a half-open TCP connection).
@@ -52,10 +62,20 @@ struct Shared {
     target: String,
     named: Named,
     limits: VocabLimits,
+    /// The revision of the state this replica holds for each name it has seen (a deletion
+    /// too). Taken before `named`, always.
+    revs: Mutex<HashMap<String, u64>>,
     connected: AtomicBool,
     synced: AtomicBool,
     resyncs: AtomicU64,
     error: Mutex<Option<String>>,
+}
+
+/// A stored value: the spec and the revision that wrote it.
+#[derive(serde::Deserialize)]
+struct Stored {
+    rev: u64,
+    spec: VocabSpec,
 }
 
 impl Shared {
@@ -67,34 +87,71 @@ impl Shared {
         EngineError::StoreUnavailable(format!("vocabulary store {} unavailable: {e}", self.target))
     }
 
-    /// Replaces the local copy with the hash's content; entries that do not parse or validate
-    /// are skipped with a warning (one bad writer cannot take the others down).
-    fn replace_all(&self, all: HashMap<String, String>) {
-        let fresh: BTreeMap<String, VocabSpec> = all
-            .into_iter()
-            .filter_map(|(name, json)| self.parse(&name, &json).map(|spec| (name, spec)))
-            .collect();
-        *self.named.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+    /// Replaces the local copy with a snapshot of the hash taken at revision `at`; entries that
+    /// do not parse or validate are skipped with a warning (one bad writer cannot take the others
+    /// down). A name this replica already holds at a newer revision (its own write, or a message
+    /// applied since the snapshot was taken) keeps that state.
+    fn replace_all(&self, all: HashMap<String, String>, at: u64) {
+        let mut revs = self.revs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut named = self.named.write().unwrap_or_else(|p| p.into_inner());
+        let mut fresh: BTreeMap<String, VocabSpec> = BTreeMap::new();
+        let mut fresh_revs: HashMap<String, u64> = HashMap::new();
+        for (name, json) in all {
+            if let Some((rev, spec)) = self.parse(&name, &json) {
+                fresh_revs.insert(name.clone(), rev);
+                fresh.insert(name, spec);
+            }
+        }
+        // Names held locally but absent from the snapshot: deleted as of `at`, unless newer.
+        for (name, &rev) in revs.iter() {
+            let snapshot_rev = fresh_revs.get(name).copied().unwrap_or(at);
+            if rev > snapshot_rev {
+                match named.get(name) {
+                    Some(spec) => fresh.insert(name.clone(), spec.clone()),
+                    None => fresh.remove(name),
+                };
+                fresh_revs.insert(name.clone(), rev);
+            }
+        }
+        *named = fresh;
+        *revs = fresh_revs;
+        drop(named);
         self.resyncs.fetch_add(1, Ordering::Relaxed);
         self.synced.store(true, Ordering::Release);
     }
 
-    /// Applies one name's current value (`None`: deleted).
-    fn apply(&self, name: &str, json: Option<String>) {
+    /// Applies one name's state at revision `rev` (`None`: deleted), unless a newer one is held.
+    fn apply(&self, name: &str, spec: Option<VocabSpec>, rev: u64) {
+        let mut revs = self.revs.lock().unwrap_or_else(|p| p.into_inner());
+        if revs.get(name).is_some_and(|&held| held > rev) {
+            return;
+        }
+        revs.insert(name.to_string(), rev);
         let mut named = self.named.write().unwrap_or_else(|p| p.into_inner());
-        match json.and_then(|j| self.parse(name, &j)) {
+        match spec {
             Some(spec) => named.insert(name.to_string(), spec),
             None => named.remove(name),
         };
     }
 
-    fn parse(&self, name: &str, json: &str) -> Option<VocabSpec> {
+    /// A name's value as read with the revision counter at `at`: its own revision and spec,
+    /// or deleted as of `at` (absent, or a value that does not validate).
+    fn apply_read(&self, name: &str, value: Option<String>, at: u64) {
+        match value.and_then(|json| self.parse(name, &json)) {
+            Some((rev, spec)) => self.apply(name, Some(spec), rev),
+            None => self.apply(name, None, at),
+        }
+    }
+
+    fn parse(&self, name: &str, json: &str) -> Option<(u64, VocabSpec)> {
         let checked = crate::vocab::store::validate_name(name)
             .map_err(|e| e.to_string())
-            .and_then(|()| serde_json::from_str::<VocabSpec>(json).map_err(|e| e.to_string()))
-            .and_then(|spec| {
-                spec.validate(&self.limits)
-                    .map(|()| spec)
+            .and_then(|()| serde_json::from_str::<Stored>(json).map_err(|e| e.to_string()))
+            .and_then(|stored| {
+                stored
+                    .spec
+                    .validate(&self.limits)
+                    .map(|()| (stored.rev, stored.spec))
                     .map_err(|e| e.to_string())
             });
         checked
@@ -135,6 +192,7 @@ impl RedisStore {
             limits,
             connected: AtomicBool::new(false),
             synced: AtomicBool::new(false),
+            revs: Mutex::new(HashMap::new()),
             resyncs: AtomicU64::new(0),
             error: Mutex::new(None),
         });
@@ -147,11 +205,11 @@ impl RedisStore {
         // The first load, before anything is served from the copy.
         let first = store.call(async move {
             let mut con = client.get_multiplexed_async_connection().await?;
-            con.hgetall::<_, HashMap<String, String>>(HASH).await
+            snapshot(&mut con).await
         });
         match first {
-            Ok(all) => {
-                store.shared.replace_all(all);
+            Ok((all, at)) => {
+                store.shared.replace_all(all, at);
                 tracing::info!(
                     store = %store.shared.target,
                     vocabularies = store.shared.named.read().map(|n| n.len()).unwrap_or(0),
@@ -179,43 +237,49 @@ impl RedisStore {
         }
     }
 
-    /// Stores `name` (its spec as JSON) and tells every replica; returns once Redis has it.
-    pub fn save(&self, name: &str, json: String) -> Result<()> {
+    /// Stores `spec` as `name` and tells every replica; returns once Redis has it, with this
+    /// replica's copy already showing it.
+    pub fn save(&self, name: &str, spec: &VocabSpec) -> Result<()> {
         self.check_up()?;
-        let (writer, client, name) = (self.writer.clone(), self.client.clone(), name.to_string());
-        self.call(async move {
+        let json =
+            serde_json::to_string(spec).map_err(|e| EngineError::Vocabulary(e.to_string()))?;
+        let (writer, client, key) = (self.writer.clone(), self.client.clone(), name.to_string());
+        let rev: u64 = self.call(async move {
             let con = connection(&writer, client).await?;
             once_more(async || {
-                redis::pipe()
-                    .atomic()
-                    .hset(HASH, &name, &json)
-                    .ignore()
-                    .publish(CHANNEL, &name)
-                    .ignore()
-                    .query_async::<()>(&mut con.clone())
-                    .await
-            })
-            .await
-        })
-    }
-
-    /// Removes `name` and tells every replica; `false` if Redis had no such vocabulary.
-    pub fn remove(&self, name: &str) -> Result<bool> {
-        self.check_up()?;
-        let (writer, client, name) = (self.writer.clone(), self.client.clone(), name.to_string());
-        let (removed,): (u64,) = self.call(async move {
-            let con = connection(&writer, client).await?;
-            once_more(async || {
-                redis::pipe()
-                    .atomic()
-                    .hdel(HASH, &name)
-                    .publish(CHANNEL, &name)
-                    .ignore()
+                redis::cmd("EVAL")
+                    .arg(PUT_SCRIPT)
+                    .arg(3)
+                    .arg(&[HASH, REV, CHANNEL])
+                    .arg(&key)
+                    .arg(&json)
                     .query_async(&mut con.clone())
                     .await
             })
             .await
         })?;
+        self.shared.apply(name, Some(spec.clone()), rev);
+        Ok(())
+    }
+
+    /// Removes `name` and tells every replica; `false` if Redis had no such vocabulary.
+    pub fn remove(&self, name: &str) -> Result<bool> {
+        self.check_up()?;
+        let (writer, client, key) = (self.writer.clone(), self.client.clone(), name.to_string());
+        let (rev, removed): (u64, u64) = self.call(async move {
+            let con = connection(&writer, client).await?;
+            once_more(async || {
+                redis::cmd("EVAL")
+                    .arg(DELETE_SCRIPT)
+                    .arg(3)
+                    .arg(&[HASH, REV, CHANNEL])
+                    .arg(&key)
+                    .query_async(&mut con.clone())
+                    .await
+            })
+            .await
+        })?;
+        self.shared.apply(name, None, rev);
         Ok(removed > 0)
     }
 
@@ -328,10 +392,10 @@ async fn follow(
         .await
         .map_err(timed)??;
     let resync = async |con: &mut redis::aio::MultiplexedConnection| {
-        let all = tokio::time::timeout(TIMEOUT, con.hgetall::<_, HashMap<String, String>>(HASH))
+        let (all, at) = tokio::time::timeout(TIMEOUT, snapshot(con))
             .await
             .map_err(timed)??;
-        shared.replace_all(all);
+        shared.replace_all(all, at);
         redis::RedisResult::Ok(())
     };
     resync(&mut con).await?;
@@ -349,10 +413,13 @@ async fn follow(
                     return Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset).into());
                 };
                 let name: String = msg.get_payload()?;
-                let value = tokio::time::timeout(TIMEOUT, con.hget::<_, _, Option<String>>(HASH, &name))
-                    .await
-                    .map_err(timed)??;
-                shared.apply(&name, value);
+                let mut read = redis::pipe();
+                read.atomic().hget(HASH, &name).get(REV);
+                let (value, at): (Option<String>, Option<u64>) =
+                    tokio::time::timeout(TIMEOUT, read.query_async(&mut con))
+                        .await
+                        .map_err(timed)??;
+                shared.apply_read(&name, value, at.unwrap_or(0));
             }
             _ = ping.tick() => {
                 tokio::time::timeout(TIMEOUT, sink.ping::<redis::Value>()).await.map_err(timed)??;
@@ -360,6 +427,19 @@ async fn follow(
             _ = full.tick() => resync(&mut con).await?,
         }
     }
+}
+
+/// The whole hash and the revision counter, read in one transaction.
+async fn snapshot(
+    con: &mut redis::aio::MultiplexedConnection,
+) -> redis::RedisResult<(HashMap<String, String>, u64)> {
+    let (all, at): (HashMap<String, String>, Option<u64>) = redis::pipe()
+        .atomic()
+        .hgetall(HASH)
+        .get(REV)
+        .query_async(con)
+        .await?;
+    Ok((all, at.unwrap_or(0)))
 }
 
 /// A Redis URL without its password (`redis://:***@host:6379/0`): everything between `://`
@@ -378,6 +458,79 @@ pub(crate) fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn shared() -> Shared {
+        Shared {
+            target: "redis://test".into(),
+            named: Named::default(),
+            limits: VocabLimits::default(),
+            revs: Mutex::new(HashMap::new()),
+            connected: AtomicBool::new(true),
+            synced: AtomicBool::new(false),
+            resyncs: AtomicU64::new(0),
+            error: Mutex::new(None),
+        }
+    }
+
+    fn spec(class: &str) -> VocabSpec {
+        serde_json::from_str(&format!(r#"{{"classes": ["{class}"]}}"#)).unwrap()
+    }
+
+    fn stored(rev: u64, class: &str) -> String {
+        format!(r#"{{"rev": {rev}, "spec": {{"classes": ["{class}"]}}}}"#)
+    }
+
+    fn classes(s: &Shared, name: &str) -> Option<String> {
+        let named = s.named.read().unwrap();
+        named
+            .get(name)
+            .map(|v| serde_json::to_value(&v.classes).unwrap()[0].to_string())
+    }
+
+    #[test]
+    fn an_older_state_never_replaces_a_newer_one() {
+        let s = shared();
+        // The writer's own acknowledgement (rev 5) arrives after another replica's newer
+        // write (rev 6) was applied from its message: 6 stays.
+        s.apply("v", Some(spec("truck")), 6);
+        s.apply("v", Some(spec("van")), 5);
+        assert_eq!(classes(&s, "v").as_deref(), Some("\"truck\""));
+        // A deletion at 7 wins; a late message read at 6 does not bring it back.
+        s.apply("v", None, 7);
+        s.apply_read("v", Some(stored(6, "truck")), 6);
+        assert_eq!(classes(&s, "v"), None);
+        // A newer put after the deletion does.
+        s.apply_read("v", Some(stored(8, "bus")), 8);
+        assert_eq!(classes(&s, "v").as_deref(), Some("\"bus\""));
+        // A value that does not parse reads as deleted at the counter's revision.
+        s.apply_read("v", Some("{not json".into()), 9);
+        assert_eq!(classes(&s, "v"), None);
+    }
+
+    #[test]
+    fn a_resync_keeps_what_is_newer_than_its_snapshot() {
+        let s = shared();
+        s.apply("mine", Some(spec("pallet")), 12);
+        s.apply("gone", None, 11);
+        let snapshot: HashMap<String, String> = [
+            ("old".to_string(), stored(3, "boat")),
+            ("mine".to_string(), stored(9, "crate")),
+            ("gone".to_string(), stored(10, "cone")),
+        ]
+        .into();
+        s.replace_all(snapshot, 10);
+        assert_eq!(classes(&s, "old").as_deref(), Some("\"boat\""));
+        assert_eq!(
+            classes(&s, "mine").as_deref(),
+            Some("\"pallet\""),
+            "rev 12 > snapshot"
+        );
+        assert_eq!(classes(&s, "gone"), None, "deleted at 11 > snapshot 10");
+        // A later snapshot without a name deletes it.
+        s.replace_all(HashMap::new(), 13);
+        assert!(s.named.read().unwrap().is_empty());
+        assert!(s.synced.load(Ordering::Acquire));
+    }
 
     #[test]
     fn passwords_are_redacted() {
@@ -410,7 +563,7 @@ mod tests {
         let tolerated = RedisStore::open(url, true, named, VocabLimits::default()).unwrap();
         let state = tolerated.state();
         assert!(!state.synced && !state.connected && state.error.is_some());
-        let refused = tolerated.save("a", "{}".into()).unwrap_err();
+        let refused = tolerated.save("a", &spec("boat")).unwrap_err();
         assert!(matches!(refused, EngineError::StoreUnavailable(_)));
         assert!(
             RedisStore::open("http://x", false, Named::default(), VocabLimits::default()).is_err()

@@ -550,9 +550,10 @@ impl VocabStore {
                 })?;
             }
             Backend::Redis(redis) => {
-                let json = serde_json::to_string(&spec)
-                    .map_err(|e| EngineError::Vocabulary(e.to_string()))?;
-                redis.save(name, json)?;
+                // Redis orders writes: the store applies this one to the local copy by its
+                // revision (a newer write from another replica is never undone).
+                redis.save(name, &spec)?;
+                return Ok(vocab);
             }
         }
         self.named
@@ -573,12 +574,7 @@ impl VocabStore {
         let _writing = self.writes.lock().unwrap_or_else(|p| p.into_inner());
         if let Backend::Redis(redis) = &self.backend {
             // Redis decides whether it existed: this replica's copy may lag another's write.
-            let removed = redis.remove(name)?;
-            self.named
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(name);
-            return Ok(removed);
+            return redis.remove(name);
         }
         if !self.read_named().contains_key(name) {
             return Ok(false);

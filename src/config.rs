@@ -72,6 +72,23 @@ use crate::stream::config::{
 };
 use crate::vocab::store::{VocabOptions, VocabOptionsArgs};
 
+/// A URL setting without its password, for logs and errors (`rtsp://user:secret@host/…` →
+/// `rtsp://user:***@host/…`, `redis://:secret@host:6379/0` → `redis://:***@host:6379/0`). The
+/// credentials run to the last `@`, so a password holding `/` or `@` (base64, say) is masked
+/// whole; without a `:` before that `@` there is no password and the URL is kept.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
 /// Everything a `dosod` process reads from its configuration file, one field per section.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -206,6 +223,34 @@ impl ConfigArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        for (url, shown) in [
+            (
+                "rtsp://admin:hunter2@10.0.0.5:554/stream1",
+                "rtsp://admin:***@10.0.0.5:554/stream1",
+            ),
+            ("rtsp://10.0.0.5/s", "rtsp://10.0.0.5/s"),
+            ("/videos/a.mp4", "/videos/a.mp4"),
+            (
+                "redis://:s3cret@10.0.0.5:6379/2",
+                "redis://:***@10.0.0.5:6379/2",
+            ),
+            ("redis://app:s3cret@redis", "redis://app:***@redis"),
+            ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+            // base64 secrets hold `/` and `+`; passwords may hold `@`
+            (
+                "redis://:Zm9v/YmFy+cQ==@10.0.0.5:6379/0",
+                "redis://:***@10.0.0.5:6379/0",
+            ),
+            ("rtsp://a:p@ss@cam/x", "rtsp://a:***@cam/x"),
+            // an `@` in a path without credentials
+            ("rtsp://cam/stream@1", "rtsp://cam/stream@1"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
 
     #[test]
     fn file_then_flags() {

@@ -174,7 +174,7 @@ impl RedisStore {
     /// Redis cannot be reached: an error naming it, or with `tolerate` a warning, an empty copy
     /// and a store that is not ready until the subscriber's first sync.
     pub fn open(url: &str, tolerate: bool, named: Named, limits: VocabLimits) -> Result<Self> {
-        let target = redact(url);
+        let target = crate::config::redact_url(url);
         let client = redis::Client::open(url).map_err(|e| {
             EngineError::InvalidParameter(format!(
                 "[vocabulary] store `{target}` is not a Redis URL: {e}"
@@ -240,47 +240,41 @@ impl RedisStore {
     /// Stores `spec` as `name` and tells every replica; returns once Redis has it, with this
     /// replica's copy already showing it.
     pub fn save(&self, name: &str, spec: &VocabSpec) -> Result<()> {
-        self.check_up()?;
         let json =
             serde_json::to_string(spec).map_err(|e| EngineError::Vocabulary(e.to_string()))?;
-        let (writer, client, key) = (self.writer.clone(), self.client.clone(), name.to_string());
-        let rev: u64 = self.call(async move {
-            let con = connection(&writer, client).await?;
-            once_more(async || {
-                redis::cmd("EVAL")
-                    .arg(PUT_SCRIPT)
-                    .arg(3)
-                    .arg(&[HASH, REV, CHANNEL])
-                    .arg(&key)
-                    .arg(&json)
-                    .query_async(&mut con.clone())
-                    .await
-            })
-            .await
-        })?;
+        let rev: u64 = self.write(PUT_SCRIPT, vec![name.to_string(), json])?;
         self.shared.apply(name, Some(spec.clone()), rev);
         Ok(())
     }
 
     /// Removes `name` and tells every replica; `false` if Redis had no such vocabulary.
     pub fn remove(&self, name: &str) -> Result<bool> {
+        let (rev, removed): (u64, u64) = self.write(DELETE_SCRIPT, vec![name.to_string()])?;
+        self.shared.apply(name, None, rev);
+        Ok(removed > 0)
+    }
+
+    /// Runs one write script over the hash, the revision counter and the channel.
+    fn write<T: redis::FromRedisValue + Send + 'static>(
+        &self,
+        script: &'static str,
+        args: Vec<String>,
+    ) -> Result<T> {
         self.check_up()?;
-        let (writer, client, key) = (self.writer.clone(), self.client.clone(), name.to_string());
-        let (rev, removed): (u64, u64) = self.call(async move {
+        let (writer, client) = (self.writer.clone(), self.client.clone());
+        self.call(async move {
             let con = connection(&writer, client).await?;
             once_more(async || {
                 redis::cmd("EVAL")
-                    .arg(DELETE_SCRIPT)
+                    .arg(script)
                     .arg(3)
                     .arg(&[HASH, REV, CHANNEL])
-                    .arg(&key)
+                    .arg(&args)
                     .query_async(&mut con.clone())
                     .await
             })
             .await
-        })?;
-        self.shared.apply(name, None, rev);
-        Ok(removed > 0)
+        })
     }
 
     pub fn state(&self) -> RedisState {
@@ -442,19 +436,6 @@ async fn snapshot(
     Ok((all, at.unwrap_or(0)))
 }
 
-/// A Redis URL without its password (`redis://:***@host:6379/0`): everything between `://`
-/// and the last `@` after the user name is masked, whatever characters the password holds.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let Some((credentials, host)) = rest.rsplit_once('@') else {
-        return url.to_string();
-    };
-    let user = credentials.split_once(':').map_or(credentials, |(u, _)| u);
-    format!("{scheme}://{user}:***@{host}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,24 +511,6 @@ mod tests {
         s.replace_all(HashMap::new(), 13);
         assert!(s.named.read().unwrap().is_empty());
         assert!(s.synced.load(Ordering::Acquire));
-    }
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact("redis://:s3cret@10.0.0.5:6379/2"),
-            "redis://:***@10.0.0.5:6379/2"
-        );
-        assert_eq!(redact("redis://app:s3cret@redis"), "redis://app:***@redis");
-        assert_eq!(
-            redact("redis://127.0.0.1:6379/0"),
-            "redis://127.0.0.1:6379/0"
-        );
-        // base64 secrets hold `/` and `+`.
-        assert_eq!(
-            redact("redis://:Zm9v/YmFy+cQ==@10.0.0.5:6379/0"),
-            "redis://:***@10.0.0.5:6379/0"
-        );
     }
 
     #[test]

@@ -233,7 +233,7 @@ impl VocabStore {
             other => {
                 return Err(EngineError::InvalidParameter(format!(
                     "[vocabulary] store `{}`: expected `file` or `redis://HOST:PORT/DB`",
-                    crate::vocab::redis::redact(other)
+                    crate::config::redact_url(other)
                 )));
             }
         };

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import REPO_ROOT
+from ..checks.hostile import percentile
 
 NGINX_CONF = REPO_ROOT / "deploy" / "nginx" / "dosod.conf"
 IMAGE = REPO_ROOT / "tests" / "fixtures" / "images" / "bus.jpg"
@@ -290,11 +291,6 @@ class Load:
             t.join(120)
 
 
-def percentile(values: list[float], q: float) -> float:
-    v = sorted(values)
-    return v[min(len(v) - 1, int(round(q * (len(v) - 1))))] if v else float("nan")
-
-
 def put_vocab(port: int, name: str, classes: list[str]) -> tuple[int, bytes]:
     return request(port, "PUT", f"/v1/vocabularies/{name}",
                    json.dumps({"classes": classes}).encode(), {"Content-Type": "application/json"})
@@ -502,8 +498,8 @@ def run(args: argparse.Namespace) -> dict:
         "failed": len(load.failures),
         "failures": load.failures[:20],
         "throughput_per_s": round(load.ok / elapsed, 1),
-        "latency_p50_ms": round(1000 * percentile(load.latencies, 0.5), 1),
-        "latency_p99_ms": round(1000 * percentile(load.latencies, 0.99), 1),
+        "latency_p50_ms": round(1000 * percentile(load.latencies, 50), 1),
+        "latency_p99_ms": round(1000 * percentile(load.latencies, 99), 1),
         "latency_max_ms": round(1000 * max(load.latencies, default=float("nan")), 1),
         **events,
         "workdir": str(work),
@@ -552,7 +548,7 @@ def report(r: dict) -> str:
         f" ({r['throughput_per_s']}/s; latency p50 {r['latency_p50_ms']} ms, p99 {r['latency_p99_ms']} ms,"
         f" max {r['latency_max_ms']} ms)",
         f"  vocabulary PUT/DELETE on one replica visible on the others: max {1000 * max(vis):.1f} ms,"
-        f" median {1000 * percentile(vis, 0.5):.1f} ms ({len(vis)} changes); simultaneous PUTs of one name on"
+        f" median {1000 * percentile(vis, 50):.1f} ms ({len(vis)} changes); simultaneous PUTs of one name on"
         f" two replicas: all agree with Redis within {1000 * max(r['contested_s']):.1f} ms ({len(r['contested_s'])} rounds)",
         f"  replica 1 SIGKILL at {r['sigkill_replica_1_at_s']} s, restarted at {r['restart_replica_1_at_s']} s:"
         f" ready after {rr['start_to_ready_s']:.2f} s ({rr['refused']} refused, {rr['warming_503']}"

@@ -68,7 +68,8 @@ use crate::ros2::config::Ros2Settings;
 use crate::server::config::ServerSettings;
 use crate::service::config::{BatchArgs, BatchSettings};
 use crate::stream::config::{
-    ClusterArgs, ClusterSettings, MqttSettings, StreamConfig, streams_of_shard, validate_streams,
+    ClusterArgs, ClusterSettings, EventArgs, EventSettings, MqttSettings, StreamConfig,
+    streams_of_shard, validate_streams,
 };
 use crate::vocab::store::{VocabOptions, VocabOptionsArgs};
 
@@ -104,6 +105,8 @@ pub(crate) struct Settings {
     /// `[[streams]]`: cameras run by `dosod serve` and `dosod stream`.
     pub streams: Vec<StreamConfig>,
     pub mqtt: MqttSettings,
+    /// `[events]`: camera events' storage.
+    pub events: EventSettings,
     /// `[cluster]`: which of the `[[streams]]` this replica runs.
     pub cluster: ClusterSettings,
     /// `[ros2]`: the node run by `dosod ros` (or `dosod serve --ros2`).
@@ -184,6 +187,8 @@ pub(crate) struct ConfigArgs {
     pub log: LogArgs,
     #[command(flatten)]
     pub cluster: ClusterArgs,
+    #[command(flatten)]
+    pub events: EventArgs,
 }
 
 impl ConfigArgs {
@@ -198,6 +203,13 @@ impl ConfigArgs {
         self.batching.apply(&mut s.batching);
         self.log.apply(&mut s.log);
         self.cluster.apply(&mut s.cluster);
+        self.events.apply(&mut s.events);
+        s.events
+            .validate()
+            .map_err(|message| ConfigError::Invalid {
+                key: "events".into(),
+                message,
+            })?;
         validate_streams(&s.streams).map_err(|message| ConfigError::Invalid {
             key: "streams".into(),
             message,

@@ -52,6 +52,7 @@ pub fn run(settings: &Settings, args: &ServeArgs) -> Result<std::process::ExitCo
             let ctx = StreamContext {
                 service: service.clone(),
                 mqtt: start_mqtt(&mqtt)?,
+                events: settings.events.clone(),
             };
             let manager = StreamManager::start(streams, ctx)?;
             let _ = state.streams.set(manager.clone());

@@ -31,6 +31,7 @@ pub fn run(settings: &Settings, args: &StreamArgs) -> Result<std::process::ExitC
         let ctx = StreamContext {
             service,
             mqtt: start_mqtt(&mqtt)?,
+            events: settings.events.clone(),
         };
         let manager = StreamManager::start(&settings.streams, ctx)?;
         println!(

@@ -54,6 +54,13 @@ impl From<ServiceError> for ApiError {
     }
 }
 
+impl From<crate::stream::event_store::EventStoreError> for ApiError {
+    fn from(e: crate::stream::event_store::EventStoreError) -> Self {
+        // Its messages name no path.
+        ApiError::Internal(e.to_string())
+    }
+}
+
 impl ApiError {
     /// The HTTP status for this error.
     pub fn status(&self) -> StatusCode {

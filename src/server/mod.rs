@@ -32,7 +32,7 @@ use crate::service::Service;
 use crate::vocab::store::VocabRequest;
 use config::ServerSettings;
 use error::{ApiError, FailureReason};
-use routes::{detect, operations, streams, vocabularies};
+use routes::{detect, events, operations, streams, vocabularies};
 
 /// What every handler shares.
 pub(crate) struct AppState {
@@ -93,6 +93,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/streams/{name}/vocabulary",
             axum::routing::put(streams::put_vocabulary),
         )
+        .route(
+            "/v1/streams/{name}/rules",
+            get(streams::get_rules).put(streams::put_rules),
+        )
+        .route("/v1/events", get(events::list))
+        .route("/v1/events/{id}", get(events::get).delete(events::delete))
+        .route("/v1/events/{id}/snapshot.jpg", get(events::snapshot))
+        .route("/v1/events/{id}/thumbnail.jpg", get(events::thumbnail))
+        .route("/v1/events/{id}/clip.mp4", get(events::clip))
         .route("/v1/streams/{name}/enable", post(streams::enable))
         .route("/v1/streams/{name}/disable", post(streams::disable))
         .route("/v1/streams/{name}/events", get(streams::events))

@@ -6,7 +6,7 @@
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-use super::routes::{deepstack, detect, operations, streams, vocabularies};
+use super::routes::{deepstack, detect, events, operations, streams, vocabularies};
 use super::types::{
     BatchItem, DetectResponse, DetectionSchema, ImageSize, TimingsSchema, VocabRef,
 };
@@ -109,6 +109,14 @@ pub struct Status {
         streams::list,
         streams::get,
         streams::put_vocabulary,
+        streams::get_rules,
+        streams::put_rules,
+        events::list,
+        events::get,
+        events::delete,
+        events::snapshot,
+        events::thumbnail,
+        events::clip,
         streams::enable,
         streams::disable,
         streams::events,
@@ -129,6 +137,15 @@ pub struct Status {
         crate::stream::StreamStatus,
         Classes,
         streams::StreamList,
+        crate::stream::rules::RulesConfig,
+        crate::stream::rules::ZoneConfig,
+        crate::stream::rules::MaskConfig,
+        crate::stream::rules::ObjectFilter,
+        crate::stream::rules::Anchor,
+        crate::stream::events::EventObject,
+        crate::stream::events::EventMessage,
+        crate::stream::events::EventKind,
+        events::EventList,
     )),
     modifiers(&Document)
 )]

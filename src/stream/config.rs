@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::recorder::ClipConfig;
+use super::rules::RulesConfig;
+
 /// One `[[streams]]` entry: a camera and what to look for in it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -48,6 +51,11 @@ pub struct StreamConfig {
     pub max_frame_age_s: f64,
     /// Network read timeout handed to the decoder.
     pub timeout_s: f64,
+    /// Zones, masks, object filters and stationary handling (`PUT /v1/streams/{name}/rules`
+    /// replaces them at run time).
+    pub rules: RulesConfig,
+    /// Recording clips around events (needs `[events] dir`).
+    pub clips: ClipConfig,
 }
 
 impl Default for StreamConfig {
@@ -71,6 +79,8 @@ impl Default for StreamConfig {
             backoff_max_s: 8.0,
             max_frame_age_s: 1.0,
             timeout_s: 10.0,
+            rules: RulesConfig::default(),
+            clips: ClipConfig::default(),
         }
     }
 }
@@ -134,6 +144,12 @@ impl StreamConfig {
             crate::engine::postprocess::check_unit("score_threshold", t)
                 .map_err(|e| format!("streams `{name}`: {e}"))?;
         }
+        self.rules
+            .compile()
+            .map_err(|e| format!("streams `{name}`: rules: {e}"))?;
+        self.clips
+            .validate()
+            .map_err(|e| format!("streams `{name}`: {e}"))?;
         Ok(())
     }
 
@@ -167,6 +183,11 @@ section! {
         max_age_s: f64 = 1.0 => "mqtt-max-age-s", "DOSOD_MQTT_MAX_AGE_S";
         /// Publish every processed frame on `<camera>/detections` (events and counts always go).
         publish_detections: bool = true => "mqtt-publish-detections", "DOSOD_MQTT_PUBLISH_DETECTIONS";
+        /// Home Assistant MQTT discovery: per camera, "<label> detected" and count sensors per
+        /// label and zone, with no YAML (docs/streams.md).
+        ha_discovery: bool = false => "mqtt-ha-discovery", "DOSOD_MQTT_HA_DISCOVERY";
+        /// Home Assistant's discovery prefix.
+        ha_discovery_prefix: String = "homeassistant".into() => "mqtt-ha-discovery-prefix", "DOSOD_MQTT_HA_DISCOVERY_PREFIX";
     }
 }
 
@@ -178,6 +199,48 @@ impl MqttSettings {
         }
         if self.queue == 0 {
             return Err("queue must be >= 1".into());
+        }
+        Ok(())
+    }
+}
+
+section! {
+    /// `[events]`: where camera events, their snapshots and clips are kept, and for how long.
+    pub struct EventSettings, flags EventArgs (global = true) {
+        /// The SQLite database (`events.db`) and the media files; empty: events are published
+        /// (MQTT, SSE) but not stored, and `/v1/events` is empty.
+        dir: std::path::PathBuf = std::path::PathBuf::from("data/events") => "events-dir", "DOSOD_EVENTS_DIR";
+        /// Save each event's best frame and a thumbnail (JPEG), and publish it retained on
+        /// `<prefix>/<camera>/<label>/snapshot`.
+        snapshots: bool = true => "events-snapshots", "DOSOD_EVENTS_SNAPSHOTS";
+        /// Snapshots show the object and its surroundings rather than the whole frame.
+        snapshot_crop: bool = false => "events-snapshot-crop", "DOSOD_EVENTS_SNAPSHOT_CROP";
+        /// Snapshots have the object's box and label drawn.
+        snapshot_boxes: bool = true => "events-snapshot-boxes", "DOSOD_EVENTS_SNAPSHOT_BOXES";
+        /// JPEG quality of snapshots and thumbnails (1-100).
+        snapshot_quality: u8 = 85 => "events-snapshot-quality", "DOSOD_EVENTS_SNAPSHOT_QUALITY";
+        /// Ended events older than this many days are deleted with their files (0: kept).
+        retain_days: f64 = 10.0 => "events-retain-days", "DOSOD_EVENTS_RETAIN_DAYS";
+        /// When the events' files take more than this, the oldest ended events go first (0: no
+        /// limit).
+        max_size_mb: u64 = 4096 => "events-max-size-mb", "DOSOD_EVENTS_MAX_SIZE_MB";
+    }
+}
+
+impl EventSettings {
+    /// Checks the values a file or flag can get wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.retain_days.is_finite() && self.retain_days >= 0.0) {
+            return Err(format!(
+                "retain_days must be >= 0 (got {})",
+                self.retain_days
+            ));
+        }
+        if !(1..=100).contains(&self.snapshot_quality) {
+            return Err(format!(
+                "snapshot_quality must be 1..100 (got {})",
+                self.snapshot_quality
+            ));
         }
         Ok(())
     }

@@ -2,8 +2,15 @@
 //! shared scheduler, tracking, and outputs (MQTT, SSE, MJPEG) — the engine itself is untouched.
 
 pub(crate) mod config;
+pub(crate) mod discovery;
+pub(crate) mod event_store;
+pub(crate) mod events;
+pub(crate) mod geometry;
 pub(crate) mod mqtt;
 pub(crate) mod outbox;
+pub(crate) mod recorder;
+pub(crate) mod rules;
+pub(crate) mod sink;
 pub(crate) mod source;
 pub(crate) mod tracker;
 
@@ -17,15 +24,19 @@ use image::RgbImage;
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
+use crate::engine::error::EngineError;
 use crate::engine::postprocess::DetectParams;
 use crate::engine::{Detection, Vocabulary};
 use crate::service::metrics::advance;
 use crate::service::{Detected, Frame as ServiceFrame, Service, ServiceError};
-use crate::vocab::store::VocabRequest;
-use config::StreamConfig;
+use crate::vocab::spec::Classes;
+use crate::vocab::store::{VocabRequest, VocabStore};
+use config::{EventSettings, StreamConfig};
+use events::{Counts, Emitted, Lifecycle};
 use mqtt::{Kind, MqttPublisher, topic_level};
+use rules::{Rules, RulesConfig};
+use sink::EventSink;
 use source::{Frame, FrameSlot, RunningSource};
-use tracker::{Event, Tracker, TrackerParams};
 
 /// The worker loop's longest sleep (how fast it sees state changes and shutdown).
 const TICK: Duration = Duration::from_millis(100);
@@ -102,14 +113,58 @@ pub struct StreamStatus {
     pub latency_ms: Option<f64>,
     pub vocabulary: Vec<String>,
     pub score_threshold: f32,
-    /// Tracked objects in view, per label.
+    /// Objects that are events now, per label.
     pub objects: BTreeMap<String, usize>,
+    /// Whether clips are being recorded (`null`: clips are off for this camera).
+    pub recording: Option<bool>,
+    /// Why recording stopped (it is retried; detection goes on).
+    pub recording_error: Option<String>,
+}
+
+/// A camera's vocabulary: what it asks for (`request`), with the classes its zones ask for
+/// added when it lists its own classes. A zone class missing from a named vocabulary is an
+/// error, so a zone never waits for a label the detector cannot give.
+pub fn camera_vocabulary(
+    store: &VocabStore,
+    request: &VocabRequest,
+    rules: &RulesConfig,
+) -> Result<Arc<Vocabulary>, EngineError> {
+    let wanted = rules.zone_classes();
+    let mut request = request.clone();
+    if let Some(classes) = &request.classes
+        && !wanted.is_empty()
+    {
+        let mut spec = classes.spec(None);
+        let labels = spec.labels();
+        spec.classes.extend(
+            wanted
+                .iter()
+                .filter(|c| !labels.iter().any(|l| l == c.label()))
+                .cloned(),
+        );
+        request.classes = Some(Classes::List(spec.classes));
+    }
+    let vocab = store.select(&request, "")?;
+    if let Some(missing) = wanted
+        .iter()
+        .find(|c| !vocab.labels.iter().any(|l| l == c.label()))
+    {
+        return Err(EngineError::InvalidParameter(format!(
+            "a zone counts `{}`, which the camera's vocabulary lacks: list it in the camera's `classes`",
+            missing.label()
+        )));
+    }
+    Ok(vocab)
 }
 
 /// One camera: its settings, its live state and its output channels.
 pub struct Stream {
     pub config: StreamConfig,
+    /// What the camera asks for (before its zones' classes are added).
+    request: Mutex<VocabRequest>,
     vocab: ArcSwap<Vocabulary>,
+    rules: ArcSwap<Rules>,
+    recorder: Option<Arc<recorder::Recorder>>,
     params: Mutex<DetectParams>,
     enabled: AtomicBool,
     slot: Arc<FrameSlot>,
@@ -128,6 +183,11 @@ impl Stream {
             .clone();
         s.enabled = self.enabled.load(Ordering::Acquire);
         s.vocabulary = self.vocab.load().labels.clone();
+        if let Some(r) = &self.recorder {
+            let state = r.state();
+            s.recording = Some(state.recording);
+            s.recording_error = state.error;
+        }
         s.score_threshold = self.params().score_threshold;
         s.last_frame_age_s = self
             .slot
@@ -162,6 +222,33 @@ impl Stream {
         self.vocab.load_full()
     }
 
+    /// What the camera asks for: its classes or vocabulary, without its zones' classes.
+    pub fn request(&self) -> VocabRequest {
+        self.request
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces what the camera asks for; the caller has built `vocab` from it.
+    pub fn set_request(&self, request: VocabRequest) {
+        *self.request.lock().unwrap_or_else(|p| p.into_inner()) = request;
+    }
+
+    pub fn rules(&self) -> Arc<Rules> {
+        self.rules.load_full()
+    }
+
+    /// Replaces the zones, masks and filters (and the vocabulary their zones need); the next
+    /// frame uses them. Objects keep their ids; zones that are gone leave their lists.
+    pub fn set_rules(&self, rules: Rules, vocab: Arc<Vocabulary>) {
+        self.rules.store(Arc::new(rules));
+        if vocab.hash != self.vocab.load().hash {
+            self.vocab.store(vocab);
+        }
+        self.slot.wake();
+    }
+
     pub fn set_enabled(&self, on: bool) {
         self.enabled.store(on, Ordering::Release);
         self.slot.wake();
@@ -191,10 +278,11 @@ impl Stream {
     }
 }
 
-/// Every configured camera, their worker threads and the MQTT client.
+/// Every configured camera, their worker threads, the event sink and the MQTT client.
 pub struct StreamManager {
     streams: Vec<Arc<Stream>>,
     mqtt: Option<Arc<MqttPublisher>>,
+    sink: Arc<EventSink>,
     stop: Arc<AtomicBool>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
@@ -204,6 +292,16 @@ pub struct StreamManager {
 pub struct StreamContext {
     pub service: Arc<Service>,
     pub mqtt: Option<Arc<MqttPublisher>>,
+    pub events: EventSettings,
+}
+
+/// What each worker gets: the shared context and the event sink.
+#[derive(Clone)]
+struct WorkerContext {
+    service: Arc<Service>,
+    mqtt: Option<Arc<MqttPublisher>>,
+    sink: Arc<EventSink>,
+    snapshots: bool,
 }
 
 impl StreamManager {
@@ -215,10 +313,11 @@ impl StreamManager {
         let mut streams = Vec::new();
         for cfg in configs {
             let request = VocabRequest::from_settings(&cfg.classes, &cfg.vocabulary);
-            let vocab = ctx
-                .service
-                .store
-                .select(&request, "")
+            let rules = cfg
+                .rules
+                .compile()
+                .map_err(|e| anyhow::anyhow!("stream {}: rules: {e}", cfg.name))?;
+            let vocab = camera_vocabulary(&ctx.service.store, &request, &cfg.rules)
                 .map_err(|e| anyhow::anyhow!("stream {}: vocabulary: {e}", cfg.name))?;
             let params = ctx.service.engine.default_params().overridden(
                 cfg.score_threshold,
@@ -226,11 +325,23 @@ impl StreamManager {
                 None,
                 None,
             )?;
+            let recorder = if cfg.clips.enabled {
+                if ctx.events.dir.as_os_str().is_empty() {
+                    anyhow::bail!("stream {}: clips need [events] dir", cfg.name);
+                }
+                let dir = ctx.events.dir.join("recordings").join(&cfg.name);
+                Some(recorder::Recorder::start(cfg, dir))
+            } else {
+                None
+            };
             let (messages, _) = broadcast::channel(256);
             let (latest, _) = watch::channel(None);
             streams.push(Arc::new(Stream {
                 config: cfg.clone(),
+                request: Mutex::new(request),
                 vocab: ArcSwap::new(vocab),
+                rules: ArcSwap::from_pointee(rules),
+                recorder,
                 params: Mutex::new(params),
                 enabled: AtomicBool::new(cfg.enabled),
                 slot: Arc::new(FrameSlot::default()),
@@ -255,16 +366,30 @@ impl StreamManager {
                     vocabulary: Vec::new(),
                     score_threshold: 0.0,
                     objects: BTreeMap::new(),
+                    recording: None,
+                    recording_error: None,
                 }),
                 retry_at: Mutex::new(None),
                 messages,
                 latest,
             }));
         }
+        let recorders = streams
+            .iter()
+            .filter_map(|s| Some((s.config.name.clone(), s.recorder.clone()?)))
+            .collect();
+        let sink = EventSink::start(&ctx.events, ctx.mqtt.clone(), recorders)
+            .map_err(|e| anyhow::anyhow!("[events] dir: {e}"))?;
+        let worker_ctx = WorkerContext {
+            service: ctx.service.clone(),
+            mqtt: ctx.mqtt.clone(),
+            sink: sink.clone(),
+            snapshots: ctx.events.snapshots,
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for stream in &streams {
-            let worker = Worker::new(stream.clone(), ctx.clone(), stop.clone());
+            let worker = Worker::new(stream.clone(), worker_ctx.clone(), stop.clone());
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("stream-{}", stream.config.name))
@@ -274,6 +399,7 @@ impl StreamManager {
         Ok(Arc::new(StreamManager {
             streams,
             mqtt: ctx.mqtt,
+            sink,
             stop,
             threads: Mutex::new(threads),
         }))
@@ -287,6 +413,11 @@ impl StreamManager {
         self.streams.iter().map(|s| s.status()).collect()
     }
 
+    /// The event database, unless `[events] dir` is empty.
+    pub fn event_store(&self) -> Option<&Arc<event_store::EventStore>> {
+        self.sink.store()
+    }
+
     /// Stops every camera (their open tracks end with `end` events), then says `offline`.
     pub async fn shutdown(&self) {
         self.stop.store(true, Ordering::Release);
@@ -297,6 +428,20 @@ impl StreamManager {
         let _ = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();
+            }
+        })
+        .await;
+        // The workers' last `end` events are in the sink: store them before MQTT goes.
+        let sink = self.sink.clone();
+        let recorders: Vec<_> = self
+            .streams
+            .iter()
+            .filter_map(|s| s.recorder.clone())
+            .collect();
+        let _ = tokio::task::spawn_blocking(move || {
+            sink.shutdown();
+            for r in recorders {
+                r.stop();
             }
         })
         .await;
@@ -317,7 +462,7 @@ struct RateMeter {
 /// One camera's loop: supervise the source, take the newest frame, detect, track, publish.
 struct Worker {
     stream: Arc<Stream>,
-    ctx: StreamContext,
+    ctx: WorkerContext,
     stop: Arc<AtomicBool>,
     source: Option<RunningSource>,
     source_started: Instant,
@@ -327,9 +472,12 @@ struct Worker {
     backoff: Duration,
     last_processed: Option<Instant>,
     was_enabled: bool,
-    tracker: Tracker,
-    tracker_vocab: String,
-    counts: BTreeMap<String, usize>,
+    objects: Lifecycle,
+    /// The vocabulary the objects were detected with (a new one ends them).
+    objects_vocab: String,
+    /// The vocabulary and rules the count topics and discovery configs were announced for.
+    announced: Option<(String, Arc<Rules>)>,
+    counts: Counts,
     processed: u64,
     restarts: u64,
     meter: RateMeter,
@@ -345,14 +493,15 @@ struct InFlight {
 }
 
 impl Worker {
-    fn new(stream: Arc<Stream>, ctx: StreamContext, stop: Arc<AtomicBool>) -> Worker {
+    fn new(stream: Arc<Stream>, ctx: WorkerContext, stop: Arc<AtomicBool>) -> Worker {
         let name = stream.config.name.clone();
         let backoff = Duration::from_secs_f64(stream.config.backoff_s);
-        let tracker_vocab = stream.vocabulary().hash.clone();
+        let objects_vocab = stream.vocabulary().hash.clone();
         Worker {
             was_enabled: true,
-            tracker: Tracker::new(&name, TrackerParams::default()),
-            tracker_vocab,
+            objects: Lifecycle::new(&name, ctx.snapshots, stream.recorder.is_some()),
+            objects_vocab,
+            announced: None,
             stream,
             ctx,
             stop,
@@ -362,7 +511,7 @@ impl Worker {
             retry_at: Instant::now(),
             backoff,
             last_processed: None,
-            counts: BTreeMap::new(),
+            counts: Counts::new(),
             processed: 0,
             restarts: 0,
             meter: RateMeter {
@@ -430,8 +579,9 @@ impl Worker {
             match self.stream.slot.take(TICK, max_age) {
                 Some(frame) => self.submit(frame),
                 None if self.in_flight.is_empty() => {
-                    let events = self.tracker.expire(source::now_epoch());
-                    self.publish_events(&events);
+                    let events = self.objects.expire(source::now_epoch());
+                    self.publish_events(events);
+                    self.publish_counts();
                 }
                 None => {}
             }
@@ -535,8 +685,8 @@ impl Worker {
         // The decoder is gone (its reader joined): a frame it left must never be processed
         // after the next connection starts.
         self.stream.slot.clear();
-        let events = self.tracker.end_all();
-        self.publish_events(&events);
+        let events = self.objects.end_all();
+        self.publish_events(events);
         self.publish_counts();
         self.stream.set_state(state);
         self.stream.update_status(|s| {
@@ -603,12 +753,22 @@ impl Worker {
 
     /// Tracks one frame's detections and publishes them and the events they cause.
     fn publish(&mut self, frame: Frame, vocab: &Arc<Vocabulary>, detections: Vec<Detection>) {
-        if vocab.hash != self.tracker_vocab {
-            let events = self.tracker.end_all();
-            self.publish_events(&events);
-            self.tracker_vocab = vocab.hash.clone();
+        if vocab.hash != self.objects_vocab {
+            let events = self.objects.end_all();
+            self.publish_events(events);
+            self.objects_vocab = vocab.hash.clone();
         }
-        let (events, ids) = self.tracker.update(frame.time, &detections);
+        // Masks and per-frame filters first: what they discard is never tracked or shown.
+        let rules = self.stream.rules();
+        self.announce(vocab, &rules);
+        let (width, height) = frame.image.dimensions();
+        let detections: Vec<Detection> = detections
+            .into_iter()
+            .filter(|d| rules.admit(d, width, height))
+            .collect();
+        let (ids, events) = self
+            .objects
+            .frame(frame.time, &frame.image, &detections, &rules);
         let latency_ms = frame.received.elapsed().as_secs_f64() * 1e3;
         let message = DetectionsMessage {
             camera: self.name(),
@@ -634,12 +794,22 @@ impl Worker {
             .mqtt
             .as_ref()
             .is_some_and(|m| m.publish_detections());
-        self.emit("detections", json, to_mqtt, StreamMessage::Detections);
-        self.publish_events(&events);
+        self.emit(
+            &format!("{}/detections", self.name()),
+            Kind::Detections,
+            json,
+            to_mqtt,
+        );
+        self.publish_events(events);
         self.publish_counts();
         self.processed += 1;
         let processed = self.processed;
-        let objects = self.counts.clone();
+        let objects: BTreeMap<String, usize> = self
+            .counts
+            .iter()
+            .filter(|((zone, label), _)| zone.is_none() && label != "all")
+            .map(|((_, label), n)| (label.clone(), *n))
+            .collect();
         self.stream.set_state("running");
         self.stream.update_status(|s| {
             s.frames_processed = processed;
@@ -665,55 +835,115 @@ impl Worker {
         })));
     }
 
-    fn publish_events(&self, events: &[Event]) {
+    /// Each message to `<prefix>/events` (all cameras, Frigate's shape), the camera's SSE
+    /// clients, and the event sink (snapshot, database).
+    fn publish_events(&self, events: Vec<Emitted>) {
         for e in events {
-            let json = serde_json::to_string(e).expect("serialisable");
-            self.emit("events", json, true, StreamMessage::Event);
+            let json = serde_json::to_string(&e.message).expect("serialisable");
+            self.emit("events", Kind::Event, json, true);
+            self.ctx.sink.send(e);
         }
     }
 
-    /// One JSON message to SSE subscribers and, when `to_mqtt`, to `<camera>/<kind>` on MQTT.
-    fn emit(
-        &self,
-        kind: &str,
-        json: String,
-        to_mqtt: bool,
-        wrap: fn(Arc<String>) -> StreamMessage,
-    ) {
+    /// One JSON message to SSE subscribers and, when `to_mqtt`, to `<prefix>/<topic>`.
+    fn emit(&self, topic: &str, kind: Kind, json: String, to_mqtt: bool) {
         if to_mqtt && let Some(m) = &self.ctx.mqtt {
-            let mqtt_kind = match kind {
-                "detections" => Kind::Detections,
-                _ => Kind::Event,
-            };
-            m.publish(
-                &format!("{}/{kind}", self.name()),
-                json.as_bytes().to_vec(),
-                mqtt_kind,
+            m.publish(topic, json.as_bytes().to_vec(), kind);
+        }
+        let json = Arc::new(json);
+        let _ = self.stream.messages.send(match kind {
+            Kind::Detections => StreamMessage::Detections(json),
+            _ => StreamMessage::Event(json),
+        });
+    }
+
+    /// For a new vocabulary or new rules: a zero for every count topic not yet sent (so a
+    /// dashboard has a value before the first object) and, with `[mqtt] ha_discovery`, the
+    /// camera's Home Assistant discovery configs.
+    fn announce(&mut self, vocab: &Arc<Vocabulary>, rules: &Arc<Rules>) {
+        if self
+            .announced
+            .as_ref()
+            .is_some_and(|(hash, r)| *hash == vocab.hash && Arc::ptr_eq(r, rules))
+        {
+            return;
+        }
+        self.announced = Some((vocab.hash.clone(), rules.clone()));
+        let Some(m) = self.ctx.mqtt.clone() else {
+            return;
+        };
+        let zones = rules.zone_labels(&vocab.labels);
+        let all = ["all".to_string()];
+        let mut keys: Vec<(Option<String>, String)> = vocab
+            .labels
+            .iter()
+            .chain(&all)
+            .map(|l| (None, l.clone()))
+            .collect();
+        for (zone, labels) in &zones {
+            keys.extend(
+                labels
+                    .iter()
+                    .chain(&all)
+                    .map(|l| (Some(zone.clone()), l.clone())),
             );
         }
-        let _ = self.stream.messages.send(wrap(Arc::new(json)));
+        for key in keys {
+            if self.counts.contains_key(&key) {
+                continue;
+            }
+            let label = topic_level(&key.1);
+            let topic = match &key.0 {
+                Some(zone) => format!("{}/{zone}/{label}", self.name()),
+                None => format!("{}/{label}", self.name()),
+            };
+            m.publish(&topic, b"0".to_vec(), Kind::Retained);
+            self.counts.insert(key, 0);
+        }
+        if let Some(discovery_prefix) = m.ha_discovery() {
+            let configs = discovery::camera_configs(
+                discovery_prefix,
+                m.prefix(),
+                self.name(),
+                &vocab.labels,
+                &zones,
+            );
+            m.publish_on_connect(configs);
+        }
     }
 
-    /// `<camera>/<label>`: the number of tracked objects, sent when it changes (retained).
+    /// Retained counts of the objects that are events now, sent when they change:
+    /// `<camera>/<label>`, `<camera>/all`, `<camera>/<zone>/<label>`, `<camera>/<zone>/all`.
     fn publish_counts(&mut self) {
-        let now = self.tracker.counts();
+        let mut now = self.objects.counts();
+        let totals: Vec<(Option<String>, usize)> = {
+            let mut t: BTreeMap<Option<String>, usize> = BTreeMap::new();
+            for ((zone, _), n) in &now {
+                *t.entry(zone.clone()).or_insert(0) += n;
+            }
+            t.into_iter().collect()
+        };
+        for (zone, n) in totals {
+            now.insert((zone, "all".into()), n);
+        }
         if now == self.counts {
             return;
         }
         if let Some(m) = &self.ctx.mqtt {
-            let labels: std::collections::BTreeSet<&String> =
+            let keys: std::collections::BTreeSet<&(Option<String>, String)> =
                 now.keys().chain(self.counts.keys()).collect();
-            for label in labels {
+            for key in keys {
                 let (before, after) = (
-                    self.counts.get(label).copied().unwrap_or(0),
-                    now.get(label).copied().unwrap_or(0),
+                    self.counts.get(key).copied().unwrap_or(0),
+                    now.get(key).copied().unwrap_or(0),
                 );
                 if before != after {
-                    m.publish(
-                        &format!("{}/{}", self.name(), topic_level(label)),
-                        after.to_string().into_bytes(),
-                        Kind::Count,
-                    );
+                    let label = topic_level(&key.1);
+                    let topic = match &key.0 {
+                        Some(zone) => format!("{}/{zone}/{label}", self.name()),
+                        None => format!("{}/{label}", self.name()),
+                    };
+                    m.publish(&topic, after.to_string().into_bytes(), Kind::Retained);
                 }
             }
         }

@@ -38,15 +38,18 @@ pub struct MqttStats {
 pub enum Kind {
     /// `<camera>/detections`: only the newest counts, and only while fresh.
     Detections,
-    /// `<camera>/events`: every one, in order.
+    /// `events`: every one, in order.
     Event,
-    /// `<camera>/<label>`: a retained count; only the newest counts.
-    Count,
+    /// A retained state (a count, a snapshot, a discovery config): only the newest counts.
+    Retained,
 }
 
 /// State shared by the publisher and its two tasks.
 struct Shared {
     outbox: Mutex<Outbox>,
+    /// Retained messages sent on every connection, after `online` (Home Assistant discovery):
+    /// a broker that lost them gets them again.
+    on_connect: Mutex<Vec<(String, String)>>,
     wake: Notify,
     stats: MqttStats,
 }
@@ -63,6 +66,7 @@ impl Shared {
 pub struct MqttPublisher {
     client: AsyncClient,
     prefix: String,
+    ha_discovery: Option<String>,
     publish_detections: bool,
     max_age: Duration,
     shared: Arc<Shared>,
@@ -86,6 +90,7 @@ impl MqttPublisher {
         let (client, eventloop) = AsyncClient::new(options, 0);
         let shared = Arc::new(Shared {
             outbox: Mutex::new(Outbox::new(settings.queue)),
+            on_connect: Mutex::new(Vec::new()),
             wake: Notify::new(),
             stats: MqttStats::default(),
         });
@@ -95,6 +100,12 @@ impl MqttPublisher {
         MqttPublisher {
             client,
             prefix,
+            ha_discovery: settings.ha_discovery.then(|| {
+                settings
+                    .ha_discovery_prefix
+                    .trim_end_matches('/')
+                    .to_string()
+            }),
             publish_detections: settings.publish_detections,
             max_age: Duration::from_secs_f64(settings.max_age_s),
             shared,
@@ -117,12 +128,51 @@ impl MqttPublisher {
         format!("{}/{}", self.prefix, subtopic)
     }
 
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The Home Assistant discovery prefix, when discovery is on.
+    pub fn ha_discovery(&self) -> Option<&str> {
+        self.ha_discovery.as_deref()
+    }
+
+    /// Retained messages (full topics) sent now and on every later connection; a message of a
+    /// topic already there replaces it.
+    pub fn publish_on_connect(&self, messages: Vec<(String, String)>) {
+        let connected = self.shared.stats.connected.load(Ordering::Acquire);
+        for (topic, payload) in messages.iter().filter(|_| connected) {
+            let dropped = self
+                .shared
+                .outbox
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(outbox::Outgoing {
+                    topic: topic.clone(),
+                    payload: payload.clone().into_bytes(),
+                    retain: true,
+                    latest: true,
+                    expires: None,
+                });
+            self.shared.drop_count(dropped);
+        }
+        let mut kept = self
+            .shared
+            .on_connect
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        kept.retain(|(t, _)| !messages.iter().any(|(n, _)| n == t));
+        kept.extend(messages);
+        drop(kept);
+        self.shared.wake.notify_one();
+    }
+
     /// Queues a message (QoS 0) under the outbox's policy for its kind; never blocks.
     pub fn publish(&self, subtopic: &str, payload: Vec<u8>, kind: Kind) {
         let message = outbox::Outgoing {
             topic: self.topic(subtopic),
             payload,
-            retain: kind == Kind::Count,
+            retain: kind == Kind::Retained,
             latest: kind != Kind::Event,
             expires: (kind == Kind::Detections).then(|| Instant::now() + self.max_age),
         };
@@ -179,6 +229,16 @@ async fn drive(
                 let mut online = Publish::new(&available, QoS::AtLeastOnce, "online");
                 online.retain = true;
                 eventloop.pending.push_front(Request::Publish(online));
+                let again = shared
+                    .on_connect
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                for (topic, payload) in again {
+                    let mut p = Publish::new(topic, QoS::AtLeastOnce, payload);
+                    p.retain = true;
+                    eventloop.pending.push_back(Request::Publish(p));
+                }
                 stats.connected.store(true, Ordering::Release);
                 tracing::info!(broker = %host, "MQTT connected");
                 shared.wake.notify_one();
@@ -236,12 +296,14 @@ async fn forward(client: AsyncClient, shared: Arc<Shared>) {
     }
 }
 
-/// A label as one topic level: MQTT's separators and wildcards replaced.
+/// A label as one topic level: spaces, MQTT's separators and wildcards become `_`
+/// (`dog face` → `dog_face`), so topics need no quoting in shells or Home Assistant.
 pub fn topic_level(label: &str) -> String {
     label
         .chars()
         .map(|c| match c {
             '/' | '+' | '#' | '\0' => '_',
+            c if c.is_whitespace() => '_',
             c => c,
         })
         .collect()
@@ -251,7 +313,7 @@ pub fn topic_level(label: &str) -> String {
 mod tests {
     #[test]
     fn labels_become_single_topic_levels() {
-        assert_eq!(super::topic_level("dog face"), "dog face");
+        assert_eq!(super::topic_level("dog face"), "dog_face");
         assert_eq!(super::topic_level("a/b+#"), "a_b__");
     }
 }

@@ -154,6 +154,29 @@ pub fn start(cfg: &StreamConfig, slot: Arc<FrameSlot>) -> Result<RunningSource, 
 
 /// The ffmpeg command line for a stream: decode, scale to the detect width, PPM frames on stdout.
 pub fn ffmpeg_args(cfg: &StreamConfig) -> Vec<String> {
+    let mut args = ffmpeg_input_args(cfg);
+    args.extend(["-an".into(), "-sn".into()]);
+    if cfg.detect_width > 0 {
+        // Area averaging in RGB: within a few grey levels of OpenCV's INTER_AREA (mean 0.01),
+        // where ffmpeg's default bicubic is up to 41 levels away. `detect_width = 0` hands the
+        // engine full frames, so the model's own area resize applies exactly.
+        args.extend([
+            "-vf".into(),
+            format!(
+                "format=rgb24,scale=w='min(iw,{})':h=-2:flags=area",
+                cfg.detect_width
+            ),
+        ]);
+    }
+    // Frames as they come (no duplicated or dropped frames to fake a constant rate).
+    args.extend(["-fps_mode", "passthrough"].map(String::from));
+    args.extend(["-f", "image2pipe", "-c:v", "ppm", "pipe:1"].map(String::from));
+    args
+}
+
+/// ffmpeg's options for reading a stream's source, up to and including `-i URL`: the decoder
+/// and the clip recorder open a camera the same way.
+pub fn ffmpeg_input_args(cfg: &StreamConfig) -> Vec<String> {
     let mut args: Vec<String> = ["-hide_banner", "-loglevel", "error", "-nostdin"]
         .iter()
         .map(|s| s.to_string())
@@ -179,22 +202,7 @@ pub fn ffmpeg_args(cfg: &StreamConfig) -> Vec<String> {
             args.extend(["-readrate".into(), cfg.read_rate.to_string()]);
         }
     }
-    args.extend(["-i".into(), url.to_string(), "-an".into(), "-sn".into()]);
-    if cfg.detect_width > 0 {
-        // Area averaging in RGB: within a few grey levels of OpenCV's INTER_AREA (mean 0.01),
-        // where ffmpeg's default bicubic is up to 41 levels away. `detect_width = 0` hands the
-        // engine full frames, so the model's own area resize applies exactly.
-        args.extend([
-            "-vf".into(),
-            format!(
-                "format=rgb24,scale=w='min(iw,{})':h=-2:flags=area",
-                cfg.detect_width
-            ),
-        ]);
-    }
-    // Frames as they come (no duplicated or dropped frames to fake a constant rate).
-    args.extend(["-fps_mode", "passthrough"].map(String::from));
-    args.extend(["-f", "image2pipe", "-c:v", "ppm", "pipe:1"].map(String::from));
+    args.extend(["-i".into(), url.to_string()]);
     args
 }
 

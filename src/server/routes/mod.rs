@@ -3,6 +3,7 @@
 
 pub(crate) mod deepstack;
 pub(crate) mod detect;
+pub(crate) mod events;
 pub(crate) mod operations;
 pub(crate) mod streams;
 pub(crate) mod vocabularies;

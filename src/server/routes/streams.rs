@@ -11,10 +11,12 @@ use axum::http::header;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 
+use crate::engine::error::EngineError;
 use crate::server::AppState;
 use crate::server::error::ApiError;
 use crate::server::input::DetectOptions;
-use crate::stream::{Processed, Stream, StreamMessage, StreamStatus};
+use crate::stream::rules::RulesConfig;
+use crate::stream::{Processed, Stream, StreamMessage, StreamStatus, camera_vocabulary};
 
 #[derive(utoipa::ToSchema, serde::Serialize)]
 pub struct StreamList {
@@ -74,14 +76,19 @@ pub async fn put_vocabulary(
     let params = options.params(target.params())?;
     let request = options.vocab_request();
     let store = state.service.store.clone();
+    let rules = target.rules();
+    let asked = request.clone();
     let vocab = tokio::task::spawn_blocking(move || {
         if request.classes.is_none() && request.name.is_none() {
             return Ok::<_, ApiError>(None);
         }
-        Ok(Some(store.select(&request, "")?))
+        Ok(Some(camera_vocabulary(&store, &request, &rules.config)?))
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;
+    if vocab.is_some() {
+        target.set_request(asked);
+    }
     let changes_params = options.score_threshold.is_some()
         || options.iou_threshold.is_some()
         || options.max_detections.is_some()
@@ -96,6 +103,50 @@ pub async fn put_vocabulary(
         }
     }
     Ok(Json(target.status()).into_response())
+}
+
+/// `GET /v1/streams/{name}/rules`: the camera's zones, masks and object filters.
+#[utoipa::path(get, path = "/v1/streams/{name}/rules", operation_id = "get_stream_rules", tag = "streams", params(("name" = String, Path)),
+    responses((status = 200, description = "the rules in force", body = RulesConfig), (status = 404, description = "unknown stream", body = crate::server::openapi::ErrorBody)))]
+pub async fn get_rules(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(stream(&state, &name)?.rules().config.clone()).into_response())
+}
+
+/// `PUT /v1/streams/{name}/rules`: replaces the camera's zones, masks and object filters from
+/// the next frame (no restart; classes its zones ask for join the camera's vocabulary). Bad
+/// geometry is a 422 and changes nothing.
+#[utoipa::path(put, path = "/v1/streams/{name}/rules", operation_id = "put_stream_rules", tag = "streams", params(("name" = String, Path)),
+    request_body = RulesConfig,
+    responses((status = 200, description = "the rules now in force", body = RulesConfig), (status = 400, description = "malformed JSON", body = crate::server::openapi::ErrorBody), (status = 404, description = "unknown stream", body = crate::server::openapi::ErrorBody), (status = 422, description = "invalid rules (geometry, filters, a zone class the vocabulary lacks)", body = crate::server::openapi::ErrorBody)))]
+pub async fn put_rules(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let target = stream(&state, &name)?;
+    let config: RulesConfig = serde_json::from_slice(&body).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => {
+                ApiError::Engine(EngineError::InvalidParameter(format!("rules: {e}")))
+            }
+            _ => ApiError::BadRequest(format!("invalid JSON: {e}")),
+        }
+    })?;
+    let rules = config
+        .compile()
+        .map_err(|e| EngineError::InvalidParameter(format!("rules: {e}")))?;
+    let store = state.service.store.clone();
+    let request = target.request();
+    let wanted = config.clone();
+    let vocab = tokio::task::spawn_blocking(move || camera_vocabulary(&store, &request, &wanted))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    target.set_rules(rules, vocab);
+    Ok(Json(config).into_response())
 }
 
 /// `POST /v1/streams/{name}/enable`

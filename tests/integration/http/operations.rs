@@ -80,6 +80,12 @@ fn openapi_lists_every_route_and_validates() {
         "/v1/streams/{name}/events",
         "/v1/streams/{name}/mjpeg",
         "/v1/streams/{name}/snapshot.jpg",
+        "/v1/streams/{name}/rules",
+        "/v1/events",
+        "/v1/events/{id}",
+        "/v1/events/{id}/snapshot.jpg",
+        "/v1/events/{id}/thumbnail.jpg",
+        "/v1/events/{id}/clip.mp4",
     ]
     .into_iter()
     .collect();
@@ -90,6 +96,8 @@ fn openapi_lists_every_route_and_validates() {
         ("/v1/detect", "post"),
         ("/v1/streams/{name}/vocabulary", "put"),
         ("/v1/streams/{name}/enable", "post"),
+        ("/v1/streams/{name}/rules", "put"),
+        ("/v1/events/{id}", "delete"),
     ] {
         assert!(v["paths"][path][method].is_object(), "{method} {path}");
     }

@@ -163,10 +163,10 @@ fn new_event_ids(sub: &Subscriber) -> Vec<String> {
         .lock()
         .unwrap()
         .iter()
-        .filter(|m| m.topic.ends_with("/events"))
+        .filter(|m| m.topic == "dosod/events")
         .filter_map(|m| serde_json::from_str::<Value>(&m.payload).ok())
         .filter(|e| e["type"] == "new")
-        .map(|e| e["id"].as_str().unwrap().to_string())
+        .map(|e| e["after"]["id"].as_str().unwrap().to_string())
         .collect()
 }
 

@@ -7,6 +7,7 @@
 //! (scripts/stream_test_deps.sh, run by `make test`). The tests share two CPU cores, so they run
 //! one at a time.
 
+mod events;
 mod faults;
 
 use crate::common::*;
@@ -101,7 +102,16 @@ fn start_broker(port: u16, dir: &Path) -> Proc {
 struct Message {
     at: Instant,
     topic: String,
+    /// The payload as text (lossy: snapshots are JPEG).
     payload: String,
+    bytes: Vec<u8>,
+}
+
+/// mosquitto_sub's `%x`: each byte as two hex digits.
+fn unhex(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+        .collect()
 }
 
 /// mosquitto_sub on `dosod/#`, collecting every message.
@@ -114,7 +124,8 @@ impl Subscriber {
     fn start(port: u16) -> Subscriber {
         let mut child = Command::new("mosquitto_sub")
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", "dosod/#"])
-            .args(["-F", "%t\t%p", "-q", "1"])
+            .args(["-t", "homeassistant/#"])
+            .args(["-F", "%t\t%x", "-q", "1"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -124,11 +135,13 @@ impl Subscriber {
         let sink = messages.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Some((topic, payload)) = line.split_once('\t') {
+                if let Some((topic, hex)) = line.split_once('\t') {
+                    let bytes = unhex(hex);
                     sink.lock().unwrap().push(Message {
                         at: Instant::now(),
                         topic: topic.to_string(),
-                        payload: payload.to_string(),
+                        payload: String::from_utf8_lossy(&bytes).into_owned(),
+                        bytes,
                     });
                 }
             }
@@ -385,10 +398,12 @@ fps = 10
     ] {
         assert!(first.get(key).is_some(), "{key} missing in {first}");
     }
-    wait_for("a `new` tracker event", Duration::from_secs(30), || {
-        sub.json_on("dosod/file/events", t0)
-            .iter()
-            .any(|e| e["type"] == "new" && e["camera"] == "file" && e["top_score"].is_number())
+    wait_for("a `new` event", Duration::from_secs(30), || {
+        sub.json_on("dosod/events", t0).iter().any(|e| {
+            e["type"] == "new"
+                && e["after"]["camera"] == "file"
+                && e["after"]["top_score"].is_number()
+        })
     });
     let counts: Vec<Message> = sub
         .messages
@@ -398,7 +413,7 @@ fps = 10
         .filter(|m| {
             m.topic.starts_with("dosod/file/")
                 && !m.topic.ends_with("/detections")
-                && !m.topic.ends_with("/events")
+                && !m.topic.ends_with("/snapshot")
         })
         .cloned()
         .collect();
@@ -693,6 +708,27 @@ fn bad_stream_configuration_is_refused_with_a_clear_message() {
         (
             "[[streams]]\nname = \"a\"\nurl = \"x.mp4\"\nclasses = \"\"\nvocabulary = \"no-such\"\n",
             "no-such",
+        ),
+        // Zone and mask geometry: a bow tie, a point out of the frame, two points, NaN.
+        (
+            "[[streams]]\nname = \"a\"\nurl = \"x.mp4\"\n[[streams.rules.zones]]\nname = \"bay\"\npoints = [[0, 0], [1, 1], [1, 0], [0, 1]]\n",
+            "zone `bay`: the polygon intersects itself",
+        ),
+        (
+            "[[streams]]\nname = \"a\"\nurl = \"x.mp4\"\n[[streams.rules.zones]]\nname = \"bay\"\npoints = [[0, 0], [1.2, 0], [1, 1]]\n",
+            "out of the frame",
+        ),
+        (
+            "[[streams]]\nname = \"a\"\nurl = \"x.mp4\"\n[[streams.rules.masks]]\npoints = [[0, 0], [1, 1]]\n",
+            "mask 0: a polygon needs at least 3 points",
+        ),
+        (
+            "[[streams]]\nname = \"a\"\nurl = \"x.mp4\"\n[[streams.rules.masks]]\npoints = [[0, 0], [nan, 1], [1, 0]]\n",
+            "point 1 is not a finite number",
+        ),
+        (
+            "[[streams]]\nname = \"a\"\nurl = \"x.mp4\"\nclasses = \"\"\nvocabulary = \"coco\"\n[[streams.rules.zones]]\nname = \"bay\"\npoints = [[0, 0], [1, 0], [1, 1]]\nclasses = \"forklift\"\n",
+            "a zone counts `forklift`",
         ),
     ];
     for (toml, needle) in cases {

@@ -1,0 +1,395 @@
+//! Clips: for a camera with `[streams.clips] enabled`, ffmpeg copies the camera's own stream (no
+//! re-encoding) into short MPEG-TS segments named by their wall-clock start; an ended event's clip
+//! is the segments covering `[start − pre_capture, end + post_capture]`, joined by stream copy into
+//! an MP4. Segments no event can need are deleted as they age. A failing disk stops recording
+//! with an error in the camera's status and is retried; detection never waits on any of it.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::config::StreamConfig;
+use super::source::{ffmpeg_binary, ffmpeg_input_args, now_epoch};
+
+/// `[streams.clips]`: recording around events.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClipConfig {
+    pub enabled: bool,
+    /// Seconds of video before the object was first seen.
+    pub pre_capture: f64,
+    /// Seconds after it was last seen.
+    pub post_capture: f64,
+    /// Length of the recorded segments (cut at keyframes, so at least this): the clip's edges
+    /// are this precise.
+    pub segment_s: f64,
+}
+
+impl Default for ClipConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            pre_capture: 5.0,
+            post_capture: 5.0,
+            segment_s: 2.0,
+        }
+    }
+}
+
+impl ClipConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, v) in [
+            ("pre_capture", self.pre_capture),
+            ("post_capture", self.post_capture),
+        ] {
+            if !(v.is_finite() && (0.0..=300.0).contains(&v)) {
+                return Err(format!("clips.{key} must be 0..300 s"));
+            }
+        }
+        if !(self.segment_s.is_finite() && (2.0..=60.0).contains(&self.segment_s)) {
+            return Err("clips.segment_s must be 2..60 s".into());
+        }
+        Ok(())
+    }
+}
+
+/// One recorded segment: its wall-clock start and its file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub start: f64,
+    pub path: PathBuf,
+}
+
+/// The segments in `dir`, oldest first (`<epoch seconds>.ts`).
+pub fn segments(dir: &Path) -> Vec<Segment> {
+    let mut out: Vec<Segment> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let path = e.path();
+            let stem = path.file_name()?.to_str()?.strip_suffix(".ts")?;
+            Some(Segment {
+                start: stem.parse().ok()?,
+                path,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.start.total_cmp(&b.start));
+    out
+}
+
+/// The segments that overlap `[from, to]`: each lasts until the next one starts (the last one
+/// until now).
+pub fn covering(segments: &[Segment], from: f64, to: f64) -> Vec<Segment> {
+    segments
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| {
+            let end = segments.get(i + 1).map_or(f64::INFINITY, |n| n.start);
+            s.start <= to && end > from
+        })
+        .map(|(_, s)| s.clone())
+        .collect()
+}
+
+/// Joins `parts` by stream copy into the MP4 `out` (written as `out.part`, then renamed).
+pub fn join(parts: &[Segment], out: &Path) -> Result<(), String> {
+    if parts.is_empty() {
+        return Err("no recording covers the event".into());
+    }
+    let list = out.with_extension("txt");
+    let text: String = parts
+        .iter()
+        .map(|s| {
+            format!(
+                "file '{}'\n",
+                s.path.display().to_string().replace('\'', "'\\''")
+            )
+        })
+        .collect();
+    std::fs::write(&list, text).map_err(|e| format!("writing the clip list: {}", e.kind()))?;
+    let tmp = out.with_extension("part.mp4");
+    let result = Command::new(ffmpeg_binary())
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(["-f", "concat", "-safe", "0", "-i"])
+        .arg(&list)
+        .args(["-map", "0:v:0", "-c", "copy", "-movflags", "+faststart"])
+        .arg(&tmp)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output();
+    let _ = std::fs::remove_file(&list);
+    let output = result.map_err(|e| format!("cannot start ffmpeg: {e}"))?;
+    if !output.status.success() {
+        let _ = std::fs::remove_file(&tmp);
+        let err = String::from_utf8_lossy(&output.stderr);
+        return Err(format!(
+            "ffmpeg could not join the clip: {}",
+            err.lines()
+                .last()
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect::<String>()
+        ));
+    }
+    std::fs::rename(&tmp, out).map_err(|e| format!("saving the clip: {}", e.kind()))
+}
+
+/// What the recorder reports in the camera's status.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecorderState {
+    pub recording: bool,
+    pub error: Option<String>,
+}
+
+/// One camera's recorder: a supervised ffmpeg segmenter, and the events whose clips still need
+/// its segments.
+pub struct Recorder {
+    pub config: ClipConfig,
+    pub dir: PathBuf,
+    /// Events in progress or waiting for their clip: id → the earliest time their clip needs.
+    holds: Mutex<BTreeMap<String, f64>>,
+    state: Mutex<RecorderState>,
+    stop: AtomicBool,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Recorder {
+    /// Starts recording `stream` into `dir`.
+    pub fn start(stream: &StreamConfig, dir: PathBuf) -> Arc<Recorder> {
+        let recorder = Arc::new(Recorder {
+            config: stream.clips.clone(),
+            dir,
+            holds: Mutex::new(BTreeMap::new()),
+            state: Mutex::new(RecorderState::default()),
+            stop: AtomicBool::new(false),
+            thread: Mutex::new(None),
+        });
+        let me = recorder.clone();
+        let cfg = stream.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("record-{}", stream.name))
+            .spawn(move || me.run(&cfg))
+            .ok();
+        if thread.is_none() {
+            recorder.set_state(false, Some("cannot start the recorder thread".into()));
+        }
+        *recorder.thread.lock().unwrap_or_else(|p| p.into_inner()) = thread;
+        recorder
+    }
+
+    pub fn state(&self) -> RecorderState {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_state(&self, recording: bool, error: Option<String>) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = RecorderState { recording, error };
+    }
+
+    /// Keeps the segments from `from` on until [`Recorder::release`].
+    pub fn hold(&self, id: &str, from: f64) {
+        self.holds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.to_string())
+            .or_insert(from);
+    }
+
+    pub fn release(&self, id: &str) {
+        self.holds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+
+    fn run(&self, cfg: &StreamConfig) {
+        let mut backoff = Duration::from_secs(1);
+        while !self.stop.load(Ordering::Acquire) {
+            let started = Instant::now();
+            match self.record_once(cfg) {
+                Ok(()) => return, // stopped
+                Err(e) => {
+                    tracing::error!(stream = %cfg.name, error = %e, retry_in_s = backoff.as_secs(), "recording stopped");
+                    self.set_state(false, Some(e));
+                }
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                backoff = Duration::from_secs(1);
+            }
+            let until = Instant::now() + backoff;
+            while Instant::now() < until && !self.stop.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    /// Runs the segmenter until it fails (the error) or the recorder stops (`Ok`).
+    fn record_once(&self, cfg: &StreamConfig) -> Result<(), String> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| format!("cannot create the recordings folder: {}", e.kind()))?;
+        let pattern = self.dir.join("%s.ts");
+        let mut child: Child = Command::new(ffmpeg_binary())
+            .args(ffmpeg_input_args(cfg))
+            .args(["-map", "0:v:0", "-c", "copy", "-f", "segment"])
+            .args(["-segment_time", &self.config.segment_s.to_string()])
+            .args([
+                "-segment_format",
+                "mpegts",
+                "-reset_timestamps",
+                "1",
+                "-strftime",
+                "1",
+            ])
+            .arg(&pattern)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start ffmpeg: {e}"))?;
+        let tail = Arc::new(Mutex::new(String::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let tail = tail.clone();
+            let _ = std::thread::Builder::new()
+                .name(format!("record-err-{}", cfg.name))
+                .spawn(move || {
+                    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                        *tail.lock().unwrap_or_else(|p| p.into_inner()) =
+                            line.chars().take(300).collect();
+                    }
+                });
+        }
+        self.set_state(true, None);
+        let mut pruned = Instant::now();
+        loop {
+            if self.stop.load(Ordering::Acquire) {
+                let _ = child.kill();
+                let _ = child.wait();
+                self.set_state(false, None);
+                return Ok(());
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                std::thread::sleep(Duration::from_millis(50));
+                let last = tail.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                return Err(if last.is_empty() {
+                    format!("ffmpeg exited ({status})")
+                } else {
+                    last
+                });
+            }
+            if pruned.elapsed() >= Duration::from_secs(2) {
+                pruned = Instant::now();
+                self.prune(now_epoch());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Deletes segments that end before anything a current or future clip can need.
+    fn prune(&self, now: f64) {
+        let c = &self.config;
+        let mut keep_from = now - c.pre_capture - 2.0 * c.segment_s;
+        if let Some(held) = self
+            .holds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .copied()
+            .reduce(f64::min)
+        {
+            keep_from = keep_from.min(held);
+        }
+        let all = segments(&self.dir);
+        for pair in all.windows(2) {
+            if pair[1].start < keep_from {
+                let _ = std::fs::remove_file(&pair[0].path);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(start: f64) -> Segment {
+        Segment {
+            start,
+            path: PathBuf::from(format!("{start}.ts")),
+        }
+    }
+
+    #[test]
+    fn the_clip_is_the_segments_overlapping_its_window() {
+        let all: Vec<Segment> = [100.0, 102.0, 104.0, 106.0, 108.0].map(seg).to_vec();
+        let starts = |v: Vec<Segment>| v.iter().map(|s| s.start).collect::<Vec<_>>();
+        assert_eq!(starts(covering(&all, 103.0, 105.0)), [102.0, 104.0]);
+        assert_eq!(starts(covering(&all, 104.0, 104.5)), [104.0]);
+        // The last segment lasts until now.
+        assert_eq!(starts(covering(&all, 120.0, 125.0)), [108.0]);
+        assert!(covering(&all, 90.0, 99.0).is_empty());
+        assert_eq!(starts(covering(&all, 90.0, 100.0)), [100.0]);
+    }
+
+    #[test]
+    fn a_disk_that_refuses_writes_is_an_error_in_the_state_not_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-folder");
+        std::fs::write(&file, b"").unwrap();
+        let cfg = StreamConfig {
+            name: "cam".into(),
+            url: "/nonexistent.mp4".into(),
+            ..Default::default()
+        };
+        let rec = Recorder::start(&cfg, file.join("recordings"));
+        let start = Instant::now();
+        while rec.state().error.is_none() && start.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let state = rec.state();
+        assert!(!state.recording);
+        let error = state.error.expect("an error");
+        assert!(error.contains("recordings folder"), "{error}");
+        assert!(
+            !error.contains("not-a-folder"),
+            "no path in the error: {error}"
+        );
+        rec.stop();
+    }
+
+    #[test]
+    fn segments_are_read_oldest_first_and_bad_names_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["200.ts", "100.ts", "x.ts", "150.mp4"] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        let found: Vec<f64> = segments(dir.path()).iter().map(|s| s.start).collect();
+        assert_eq!(found, [100.0, 200.0]);
+        assert!(
+            join(&[], &dir.path().join("a.mp4"))
+                .unwrap_err()
+                .contains("no recording")
+        );
+        let bad = ClipConfig {
+            segment_s: 1.0,
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("segment_s"));
+    }
+}

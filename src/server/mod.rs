@@ -208,10 +208,11 @@ pub fn presented_key(headers: &HeaderMap) -> Option<String> {
         .map(|(_, key)| key.trim().to_string())
 }
 
-/// `?api_key=KEY`, accepted on the stream views only: browsers cannot set headers on `<img>`
-/// and `EventSource`.
+/// `?api_key=KEY`, accepted on the stream views and event media only: browsers cannot set
+/// headers on `<img>`, `<video>` and `EventSource`.
 fn query_key(req: &Request) -> Option<String> {
-    if !req.uri().path().starts_with("/v1/streams/") {
+    let path = req.uri().path();
+    if !(path.starts_with("/v1/streams/") || path.starts_with("/v1/events/")) {
         return None;
     }
     req.uri().query()?.split('&').find_map(|kv| {

@@ -69,7 +69,10 @@ fn streams_page_shows_a_live_camera_its_events_and_changes_its_vocabulary() {
     std::fs::write(
         &config,
         format!(
-            "[[streams]]\nname = \"clip\"\nurl = \"{}\"\nloop = true\nfps = 4\nscore_threshold = 0.15\n",
+            "[events]\ndir = \"{}\"\n[[streams]]\nname = \"clip\"\nurl = \"{}\"\nloop = true\nfps = 4\nscore_threshold = 0.15\n\
+             [[streams.rules.zones]]\nname = \"left\"\npoints = [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]\n\
+             [[streams.rules.masks]]\npoints = [[0.9, 0.9], [1, 0.9], [1, 1], [0.9, 1]]\n",
+            path_str(&dir.path().join("events")),
             path_str(&fixture("streams/scenes.mp4"))
         ),
     )
@@ -98,6 +101,8 @@ fn streams_page_shows_a_live_camera_its_events_and_changes_its_vocabulary() {
     assert_eq!(report["state"], "running");
     assert!(report["image_width"].as_u64().unwrap() > 0, "{report}");
     assert_eq!(report["vocabulary"], "red apple, pizza");
+    assert_eq!((report["zones"].as_u64(), report["masks"].as_u64()), (Some(1), Some(1)), "{report}");
+    assert!(report["thumbnail_width"].as_u64().unwrap() > 0, "{report}");
     // The server saw the change too.
     let status: serde_json::Value = reqwest::blocking::get(s.url("/v1/streams/clip"))
         .unwrap()

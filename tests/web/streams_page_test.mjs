@@ -4,9 +4,10 @@
 //
 // Loads BASE_URL/streams and waits (at most 30 s each) until CAMERA's section shows the state
 // `running`, its live MJPEG view has a decoded frame, and its event list (fed by SSE) has an
-// entry. Then it types CLASSES into the camera's vocabulary box, submits, and waits until the
+// entry, its zones and masks are drawn over the view, and its recent stored events show a
+// thumbnail. Then it types CLASSES into the camera's vocabulary box, submits, and waits until the
 // status line lists exactly those classes. Prints one JSON line {"state", "image_width",
-// "events", "vocabulary"} and exits 0; on a timeout or a page error it saves the screenshot,
+// "events", "zones", "masks", "thumbnail_width", "vocabulary"} and exits 0; on a timeout or a page error it saves the screenshot,
 // prints what it saw and exits 1. CHROMIUM=/path overrides /usr/bin/chromium.
 import { chromium } from "playwright-core";
 
@@ -37,6 +38,10 @@ try {
   await page.waitForFunction((name) => [...document.querySelectorAll(".cam")].find((c) => c.querySelector("h2.name").textContent === name)?.querySelector("img").naturalWidth > 0, camera, { timeout: WAIT_MS });
   step = "an event from SSE";
   await page.waitForFunction((name) => [...document.querySelectorAll(".cam")].find((c) => c.querySelector("h2.name").textContent === name)?.querySelectorAll(".events li").length > 0, camera, { timeout: WAIT_MS });
+  step = "zones and masks over the view";
+  await page.waitForSelector(`${cam} .overlay polygon`, { timeout: WAIT_MS });
+  step = "a stored event's thumbnail";
+  await page.waitForFunction((name) => [...[...document.querySelectorAll(".cam")].find((c) => c.querySelector("h2.name").textContent === name)?.querySelectorAll(".recent img") ?? []].some((i) => i.naturalWidth > 0), camera, { timeout: WAIT_MS });
   step = "vocabulary change";
   await page.fill(`${cam} .vocab input`, classes);
   await page.click(`${cam} .vocab button`);
@@ -49,6 +54,9 @@ try {
       state: c.querySelector(".state").textContent,
       image_width: c.querySelector("img").naturalWidth,
       events: c.querySelectorAll(".events li").length,
+      zones: c.querySelectorAll(".overlay polygon.zone").length,
+      masks: c.querySelectorAll(".overlay polygon.mask").length,
+      thumbnail_width: Math.max(...[...c.querySelectorAll(".recent img")].map((i) => i.naturalWidth)),
       vocabulary: c.querySelector(".rates").textContent.split(" · ").pop(),
     };
   }, camera);

@@ -58,24 +58,25 @@ pub fn camera_configs(
     };
     let count = json!({"unit_of_measurement": "objects", "state_class": "measurement", "icon": "mdi:counter"});
     let cam = object_id(camera);
-    let all = ["all".to_string()];
-    for label in labels.iter().chain(&all) {
-        let level = super::mqtt::topic_level(label);
+    // Each label, then the total (`None`): the count topic's last level and the entity's name.
+    let levels = |labels: &[String]| -> Vec<(String, String)> {
+        labels
+            .iter()
+            .map(|l| (super::mqtt::count_level(l), l.clone()))
+            .chain([("all".to_string(), "object".to_string())])
+            .collect()
+    };
+    for (level, what) in levels(labels) {
         let state = format!("{prefix}/{camera}/{level}");
         let id = object_id(&level);
-        let uid = format!("dosod_{cam}_{id}");
-        let what = if label == "all" {
-            "object"
-        } else {
-            label.as_str()
-        };
+        let uid = format!("dosod_{cam}__{id}");
         push(
             "binary_sensor",
             &uid,
             common(format!("{what} detected"), uid.clone(), state.clone()),
             json!({"device_class": "occupancy", "value_template": "{{ 'ON' if value | int(0) > 0 else 'OFF' }}"}),
         );
-        let uid = format!("dosod_{cam}_{id}_count");
+        let uid = format!("dosod_{cam}__{id}_count");
         push(
             "sensor",
             &uid,
@@ -84,18 +85,12 @@ pub fn camera_configs(
         );
     }
     for (zone, zone_labels) in zones {
-        for label in zone_labels.iter().chain(&all) {
-            let level = super::mqtt::topic_level(label);
+        for (level, what) in levels(zone_labels) {
             let uid = format!(
-                "dosod_{cam}_{}_{}_count",
+                "dosod_{cam}__{}__{}_count",
                 object_id(zone),
                 object_id(&level)
             );
-            let what = if label == "all" {
-                "object"
-            } else {
-                label.as_str()
-            };
             push(
                 "sensor",
                 &uid,
@@ -122,11 +117,11 @@ mod tests {
         let configs = camera_configs("homeassistant", "dosod", "dock", &labels, &zones);
         let topics: Vec<&str> = configs.iter().map(|(t, _)| t.as_str()).collect();
         for want in [
-            "homeassistant/binary_sensor/dosod_dock_dog_face/config",
-            "homeassistant/sensor/dosod_dock_dog_face_count/config",
-            "homeassistant/binary_sensor/dosod_dock_all/config",
-            "homeassistant/sensor/dosod_dock_door_person_count/config",
-            "homeassistant/sensor/dosod_dock_door_all_count/config",
+            "homeassistant/binary_sensor/dosod_dock__dog_face/config",
+            "homeassistant/sensor/dosod_dock__dog_face_count/config",
+            "homeassistant/binary_sensor/dosod_dock__all/config",
+            "homeassistant/sensor/dosod_dock__door__person_count/config",
+            "homeassistant/sensor/dosod_dock__door__all_count/config",
         ] {
             assert!(topics.contains(&want), "{want} missing from {topics:?}");
         }

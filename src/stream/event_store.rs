@@ -74,6 +74,8 @@ impl Media {
 pub struct EventStore {
     conn: Mutex<Connection>,
     dir: PathBuf,
+    /// Events deleted through the API: a later state of one (an update, its clip) is not stored.
+    deleted: Mutex<std::collections::HashSet<String>>,
 }
 
 /// An id as the tracker makes them (`1764650000.123456-k3x9q2`): safe as a file name.
@@ -108,9 +110,18 @@ impl EventStore {
              CREATE INDEX IF NOT EXISTS events_start ON events (start_time);
              CREATE INDEX IF NOT EXISTS events_camera ON events (camera, start_time);",
         )?;
+        // Events a killed process left open end at their last frame: nothing will end them now.
+        conn.execute(
+            "UPDATE events SET end_time = json_extract(data, '$.frame_time'),
+                 data = json_set(data, '$.end_time', json_extract(data, '$.frame_time'),
+                                 '$.active', json('false'))
+             WHERE end_time IS NULL",
+            [],
+        )?;
         Ok(EventStore {
             conn: Mutex::new(conn),
             dir: dir.to_path_buf(),
+            deleted: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -148,8 +159,16 @@ impl EventStore {
         Ok(())
     }
 
-    /// Saves an event's latest state.
+    /// Saves an event's latest state (not for an event deleted through the API).
     pub fn upsert(&self, o: &EventObject) -> Result<(), EventStoreError> {
+        if self
+            .deleted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&o.id)
+        {
+            return Ok(());
+        }
         let data = serde_json::to_string(o).expect("serialisable");
         let zones = serde_json::to_string(&o.entered_zones).expect("serialisable");
         let bytes = [Media::Snapshot, Media::Thumbnail, Media::Clip]
@@ -207,6 +226,10 @@ impl EventStore {
         let Some(o) = self.get(id)? else {
             return Ok(false);
         };
+        self.deleted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(o.id.clone());
         self.remove(&o.camera, &o.id)?;
         Ok(true)
     }
@@ -245,7 +268,8 @@ impl EventStore {
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                 .collect::<Result<_, _>>()?;
             let total: i64 = conn.query_row(
-                "SELECT COALESCE(SUM(media_bytes), 0) FROM events",
+                // The limit is on ended events' files: those in progress are still growing.
+                "SELECT COALESCE(SUM(media_bytes), 0) FROM events WHERE end_time IS NOT NULL",
                 [],
                 |r| r.get(0),
             )?;
@@ -318,6 +342,24 @@ mod tests {
             s.upsert(&late).unwrap();
         }
         let s = EventStore::open(dir.path()).unwrap();
+        {
+            // A process killed with an event open: reopening ends it at its last frame.
+            let mut open = object("4.0-d", "door", 4.0, &[]);
+            open.end_time = None;
+            open.frame_time = 6.5;
+            s.upsert(&open).unwrap();
+        }
+        let s = EventStore::open(dir.path()).unwrap();
+        let closed = s.get("4.0-d").unwrap().unwrap();
+        assert_eq!((closed.end_time, closed.active), (Some(6.5), false));
+        assert!(s.delete("4.0-d").unwrap());
+        let mut late_update = closed.clone();
+        late_update.top_score = 0.9;
+        s.upsert(&late_update).unwrap();
+        assert!(
+            s.get("4.0-d").unwrap().is_none(),
+            "a deleted event stays deleted"
+        );
         let ids = |q: EventQuery| -> Vec<String> {
             s.list(&q).unwrap().into_iter().map(|o| o.id).collect()
         };

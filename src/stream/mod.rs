@@ -33,7 +33,7 @@ use crate::vocab::spec::Classes;
 use crate::vocab::store::{VocabRequest, VocabStore};
 use config::{EventSettings, StreamConfig};
 use events::{Counts, Emitted, Lifecycle};
-use mqtt::{Kind, MqttPublisher, topic_level};
+use mqtt::{Kind, MqttPublisher};
 use rules::{Rules, RulesConfig};
 use sink::EventSink;
 use source::{Frame, FrameSlot, RunningSource};
@@ -165,6 +165,9 @@ pub struct Stream {
     vocab: ArcSwap<Vocabulary>,
     rules: ArcSwap<Rules>,
     recorder: Option<Arc<recorder::Recorder>>,
+    /// Held by a change of vocabulary or rules from reading the current state to storing the
+    /// new one: two changes at once never lose a zone's classes.
+    pub changing: tokio::sync::Mutex<()>,
     params: Mutex<DetectParams>,
     enabled: AtomicBool,
     slot: Arc<FrameSlot>,
@@ -251,6 +254,9 @@ impl Stream {
 
     pub fn set_enabled(&self, on: bool) {
         self.enabled.store(on, Ordering::Release);
+        if let Some(r) = &self.recorder {
+            r.set_active(on);
+        }
         self.slot.wake();
     }
 
@@ -275,6 +281,19 @@ impl Stream {
             tracing::info!(stream = %s.name, from = %s.state, to = state, "stream state");
             s.state = state.to_string();
         }
+    }
+}
+
+/// The counts' key of the totals: no label can be it (labels have no control characters).
+const ALL: &str = "\u{1}all";
+
+/// The last level of a count topic: `all` for the totals (the key `all` that publish_counts
+/// adds), else the label's [`mqtt::count_level`].
+fn count_topic_level(key: &str) -> String {
+    if key == ALL {
+        "all".to_string()
+    } else {
+        mqtt::count_level(key)
     }
 }
 
@@ -330,7 +349,7 @@ impl StreamManager {
                     anyhow::bail!("stream {}: clips need [events] dir", cfg.name);
                 }
                 let dir = ctx.events.dir.join("recordings").join(&cfg.name);
-                Some(recorder::Recorder::start(cfg, dir))
+                Some(recorder::Recorder::new(cfg, dir))
             } else {
                 None
             };
@@ -342,6 +361,7 @@ impl StreamManager {
                 vocab: ArcSwap::new(vocab),
                 rules: ArcSwap::from_pointee(rules),
                 recorder,
+                changing: tokio::sync::Mutex::new(()),
                 params: Mutex::new(params),
                 enabled: AtomicBool::new(cfg.enabled),
                 slot: Arc::new(FrameSlot::default()),
@@ -380,6 +400,12 @@ impl StreamManager {
             .collect();
         let sink = EventSink::start(&ctx.events, ctx.mqtt.clone(), recorders)
             .map_err(|e| anyhow::anyhow!("[events] dir: {e}"))?;
+        // Every camera checked and the store open: only now does anything start.
+        for s in &streams {
+            if let Some(r) = &s.recorder {
+                r.begin(&s.config);
+            }
+        }
         let worker_ctx = WorkerContext {
             service: ctx.service.clone(),
             mqtt: ctx.mqtt.clone(),
@@ -550,7 +576,7 @@ impl Worker {
                 if cfg.is_file() && !cfg.loop_file && reason == source::END_OF_STREAM {
                     // A file played to its end is done, not broken: `enable` plays it again.
                     self.stop_source("ended", None);
-                    self.stream.enabled.store(false, Ordering::Release);
+                    self.stream.set_enabled(false);
                     self.was_enabled = false;
                     continue;
                 }
@@ -807,7 +833,7 @@ impl Worker {
         let objects: BTreeMap<String, usize> = self
             .counts
             .iter()
-            .filter(|((zone, label), _)| zone.is_none() && label != "all")
+            .filter(|((zone, label), _)| zone.is_none() && label != ALL)
             .map(|((_, label), n)| (label.clone(), *n))
             .collect();
         self.stream.set_state("running");
@@ -873,7 +899,7 @@ impl Worker {
             return;
         };
         let zones = rules.zone_labels(&vocab.labels);
-        let all = ["all".to_string()];
+        let all = [ALL.to_string()];
         let mut keys: Vec<(Option<String>, String)> = vocab
             .labels
             .iter()
@@ -892,7 +918,7 @@ impl Worker {
             if self.counts.contains_key(&key) {
                 continue;
             }
-            let label = topic_level(&key.1);
+            let label = count_topic_level(&key.1);
             let topic = match &key.0 {
                 Some(zone) => format!("{}/{zone}/{label}", self.name()),
                 None => format!("{}/{label}", self.name()),
@@ -908,7 +934,7 @@ impl Worker {
                 &vocab.labels,
                 &zones,
             );
-            m.publish_on_connect(configs);
+            m.publish_on_connect(self.name(), configs);
         }
     }
 
@@ -924,7 +950,7 @@ impl Worker {
             t.into_iter().collect()
         };
         for (zone, n) in totals {
-            now.insert((zone, "all".into()), n);
+            now.insert((zone, ALL.into()), n);
         }
         if now == self.counts {
             return;
@@ -938,7 +964,7 @@ impl Worker {
                     now.get(key).copied().unwrap_or(0),
                 );
                 if before != after {
-                    let label = topic_level(&key.1);
+                    let label = count_topic_level(&key.1);
                     let topic = match &key.0 {
                         Some(zone) => format!("{}/{zone}/{label}", self.name()),
                         None => format!("{}/{label}", self.name()),

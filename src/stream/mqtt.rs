@@ -47,9 +47,9 @@ pub enum Kind {
 /// State shared by the publisher and its two tasks.
 struct Shared {
     outbox: Mutex<Outbox>,
-    /// Retained messages sent on every connection, after `online` (Home Assistant discovery):
-    /// a broker that lost them gets them again.
-    on_connect: Mutex<Vec<(String, String)>>,
+    /// Retained messages sent on every connection, after `online` (Home Assistant discovery),
+    /// per group (a camera): a broker that lost them gets them again.
+    on_connect: Mutex<std::collections::BTreeMap<String, Vec<(String, String)>>>,
     wake: Notify,
     stats: MqttStats,
 }
@@ -90,7 +90,7 @@ impl MqttPublisher {
         let (client, eventloop) = AsyncClient::new(options, 0);
         let shared = Arc::new(Shared {
             outbox: Mutex::new(Outbox::new(settings.queue)),
-            on_connect: Mutex::new(Vec::new()),
+            on_connect: Mutex::new(std::collections::BTreeMap::new()),
             wake: Notify::new(),
             stats: MqttStats::default(),
         });
@@ -137,11 +137,28 @@ impl MqttPublisher {
         self.ha_discovery.as_deref()
     }
 
-    /// Retained messages (full topics) sent now and on every later connection; a message of a
-    /// topic already there replaces it.
-    pub fn publish_on_connect(&self, messages: Vec<(String, String)>) {
+    /// Replaces `group`'s retained messages (full topics), sent now and on every later
+    /// connection; a topic the group had and no longer has gets an empty retained message (so
+    /// Home Assistant removes that entity).
+    pub fn publish_on_connect(&self, group: &str, messages: Vec<(String, String)>) {
+        // Locked before `connected` is read: the connection sets `connected`, then reads the
+        // groups, so a message is either seen by that read or sent here.
+        let mut groups = self
+            .shared
+            .on_connect
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let old = groups
+            .insert(group.to_string(), messages.clone())
+            .unwrap_or_default();
         let connected = self.shared.stats.connected.load(Ordering::Acquire);
-        for (topic, payload) in messages.iter().filter(|_| connected) {
+        drop(groups);
+        let gone = old
+            .into_iter()
+            .filter(|(t, _)| !messages.iter().any(|(n, _)| n == t))
+            .map(|(t, _)| (t, String::new()));
+        let outgoing: Vec<(String, String)> = messages.iter().cloned().chain(gone).collect();
+        for (topic, payload) in outgoing.iter().filter(|_| connected) {
             let dropped = self
                 .shared
                 .outbox
@@ -156,14 +173,6 @@ impl MqttPublisher {
                 });
             self.shared.drop_count(dropped);
         }
-        let mut kept = self
-            .shared
-            .on_connect
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        kept.retain(|(t, _)| !messages.iter().any(|(n, _)| n == t));
-        kept.extend(messages);
-        drop(kept);
         self.shared.wake.notify_one();
     }
 
@@ -229,17 +238,20 @@ async fn drive(
                 let mut online = Publish::new(&available, QoS::AtLeastOnce, "online");
                 online.retain = true;
                 eventloop.pending.push_front(Request::Publish(online));
-                let again = shared
+                stats.connected.store(true, Ordering::Release);
+                let again: Vec<(String, String)> = shared
                     .on_connect
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .clone();
+                    .values()
+                    .flatten()
+                    .cloned()
+                    .collect();
                 for (topic, payload) in again {
                     let mut p = Publish::new(topic, QoS::AtLeastOnce, payload);
                     p.retain = true;
                     eventloop.pending.push_back(Request::Publish(p));
                 }
-                stats.connected.store(true, Ordering::Release);
                 tracing::info!(broker = %host, "MQTT connected");
                 shared.wake.notify_one();
             }
@@ -309,11 +321,25 @@ pub fn topic_level(label: &str) -> String {
         .collect()
 }
 
+/// A label as the last level of a count topic: [`topic_level`], and a label that would take a
+/// reserved level (`all`, the total; `detections`, the frames) gets a trailing `_`.
+pub fn count_level(label: &str) -> String {
+    let level = topic_level(label);
+    if matches!(level.as_str(), "all" | "detections") {
+        format!("{level}_")
+    } else {
+        level
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn labels_become_single_topic_levels() {
         assert_eq!(super::topic_level("dog face"), "dog_face");
         assert_eq!(super::topic_level("a/b+#"), "a_b__");
+        assert_eq!(super::count_level("detections"), "detections_");
+        assert_eq!(super::count_level("all"), "all_");
+        assert_eq!(super::count_level("dog face"), "dog_face");
     }
 }

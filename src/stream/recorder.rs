@@ -17,6 +17,13 @@ use serde::{Deserialize, Serialize};
 use super::config::StreamConfig;
 use super::source::{ffmpeg_binary, ffmpeg_input_args, now_epoch};
 
+/// A clip is at most this long: an object parked for days gets the last ten minutes, and the
+/// recording buffer never holds more than this (plus `pre_capture`) for one event.
+pub const MAX_CLIP_S: f64 = 600.0;
+/// Segments are kept this much longer than `pre_capture`, so an object that becomes an event a
+/// while after it was first seen (its median score rising slowly) still gets its pre-capture.
+const CONFIRM_MARGIN_S: f64 = 30.0;
+
 /// `[streams.clips]`: recording around events.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -159,32 +166,43 @@ pub struct Recorder {
     /// Events in progress or waiting for their clip: id → the earliest time their clip needs.
     holds: Mutex<BTreeMap<String, f64>>,
     state: Mutex<RecorderState>,
+    /// Off while the camera is disabled: a disabled camera is not recorded.
+    active: AtomicBool,
     stop: AtomicBool,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Recorder {
-    /// Starts recording `stream` into `dir`.
-    pub fn start(stream: &StreamConfig, dir: PathBuf) -> Arc<Recorder> {
-        let recorder = Arc::new(Recorder {
+    /// A recorder of `stream` into `dir`, not started yet.
+    pub fn new(stream: &StreamConfig, dir: PathBuf) -> Arc<Recorder> {
+        Arc::new(Recorder {
             config: stream.clips.clone(),
             dir,
             holds: Mutex::new(BTreeMap::new()),
             state: Mutex::new(RecorderState::default()),
+            active: AtomicBool::new(stream.enabled),
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
-        });
-        let me = recorder.clone();
+        })
+    }
+
+    /// Starts recording (while the camera is enabled) until [`Recorder::stop`].
+    pub fn begin(self: &Arc<Self>, stream: &StreamConfig) {
+        let me = self.clone();
         let cfg = stream.clone();
         let thread = std::thread::Builder::new()
             .name(format!("record-{}", stream.name))
             .spawn(move || me.run(&cfg))
             .ok();
         if thread.is_none() {
-            recorder.set_state(false, Some("cannot start the recorder thread".into()));
+            self.set_state(false, Some("cannot start the recorder thread".into()));
         }
-        *recorder.thread.lock().unwrap_or_else(|p| p.into_inner()) = thread;
-        recorder
+        *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = thread;
+    }
+
+    /// Records while `on` (the camera is enabled).
+    pub fn set_active(&self, on: bool) {
+        self.active.store(on, Ordering::Release);
     }
 
     pub fn state(&self) -> RecorderState {
@@ -221,12 +239,18 @@ impl Recorder {
     fn run(&self, cfg: &StreamConfig) {
         let mut backoff = Duration::from_secs(1);
         while !self.stop.load(Ordering::Acquire) {
+            if !self.active.load(Ordering::Acquire) {
+                self.set_state(false, None);
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
             let started = Instant::now();
             match self.record_once(cfg) {
-                Ok(()) => return, // stopped
-                Err(e) => {
-                    tracing::error!(stream = %cfg.name, error = %e, retry_in_s = backoff.as_secs(), "recording stopped");
-                    self.set_state(false, Some(e));
+                Ok(()) => continue, // stopped or paused
+                Err((shown, raw)) => {
+                    let raw = raw.replace(&cfg.url, &cfg.redacted_url());
+                    tracing::error!(stream = %cfg.name, error = %raw, retry_in_s = backoff.as_secs(), "recording stopped");
+                    self.set_state(false, Some(shown));
                 }
             }
             if started.elapsed() > Duration::from_secs(60) {
@@ -240,12 +264,28 @@ impl Recorder {
         }
     }
 
-    /// Runs the segmenter until it fails (the error) or the recorder stops (`Ok`).
-    fn record_once(&self, cfg: &StreamConfig) -> Result<(), String> {
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|e| format!("cannot create the recordings folder: {}", e.kind()))?;
+    /// Runs the segmenter until it fails (the error for the status, which names no path or
+    /// URL, and the raw one for the log) or the recorder stops or pauses (`Ok`).
+    fn record_once(&self, cfg: &StreamConfig) -> Result<(), (String, String)> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| {
+            let m = format!("cannot create the recordings folder: {}", e.kind());
+            (m.clone(), m)
+        })?;
         let pattern = self.dir.join("%s.ts");
-        let mut child: Child = Command::new(ffmpeg_binary())
+        let mut command = Command::new(ffmpeg_binary());
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only prctl, async-signal-safe, between fork and exec. The recorder's ffmpeg
+            // has no pipe to notice its parent's death by: the kernel kills it with this thread.
+            unsafe {
+                command.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+        }
+        let mut child: Child = command
             .args(ffmpeg_input_args(cfg))
             .args(["-map", "0:v:0", "-c", "copy", "-f", "segment"])
             .args(["-segment_time", &self.config.segment_s.to_string()])
@@ -262,7 +302,10 @@ impl Recorder {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot start ffmpeg: {e}"))?;
+            .map_err(|e| {
+                let m = format!("cannot start ffmpeg: {}", e.kind());
+                (m.clone(), m)
+            })?;
         let tail = Arc::new(Mutex::new(String::new()));
         if let Some(stderr) = child.stderr.take() {
             let tail = tail.clone();
@@ -278,7 +321,7 @@ impl Recorder {
         self.set_state(true, None);
         let mut pruned = Instant::now();
         loop {
-            if self.stop.load(Ordering::Acquire) {
+            if self.stop.load(Ordering::Acquire) || !self.active.load(Ordering::Acquire) {
                 let _ = child.kill();
                 let _ = child.wait();
                 self.set_state(false, None);
@@ -287,11 +330,7 @@ impl Recorder {
             if let Ok(Some(status)) = child.try_wait() {
                 std::thread::sleep(Duration::from_millis(50));
                 let last = tail.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                return Err(if last.is_empty() {
-                    format!("ffmpeg exited ({status})")
-                } else {
-                    last
-                });
+                return Err((shown_error(&last, status), last));
             }
             if pruned.elapsed() >= Duration::from_secs(2) {
                 pruned = Instant::now();
@@ -304,7 +343,7 @@ impl Recorder {
     /// Deletes segments that end before anything a current or future clip can need.
     fn prune(&self, now: f64) {
         let c = &self.config;
-        let mut keep_from = now - c.pre_capture - 2.0 * c.segment_s;
+        let mut keep_from = now - c.pre_capture - 2.0 * c.segment_s - CONFIRM_MARGIN_S;
         if let Some(held) = self
             .holds
             .lock()
@@ -313,7 +352,8 @@ impl Recorder {
             .copied()
             .reduce(f64::min)
         {
-            keep_from = keep_from.min(held);
+            // No clip is longer than MAX_CLIP_S: an event in progress needs no more than that.
+            keep_from = keep_from.min(held.max(now - MAX_CLIP_S - c.segment_s));
         }
         let all = segments(&self.dir);
         for pair in all.windows(2) {
@@ -321,6 +361,25 @@ impl Recorder {
                 let _ = std::fs::remove_file(&pair[0].path);
             }
         }
+    }
+}
+
+/// What the status says when the recorder's ffmpeg stops: the kind of failure, never the line
+/// itself (it names files and the camera's URL).
+fn shown_error(line: &str, status: std::process::ExitStatus) -> String {
+    let lower = line.to_lowercase();
+    if lower.contains("no space left") {
+        "disk full: No space left on device".into()
+    } else if lower.contains("permission denied") || lower.contains("read-only") {
+        "cannot write recordings: permission denied or read-only disk".into()
+    } else if lower.contains("connection refused")
+        || lower.contains("timed out")
+        || lower.contains("end of file")
+        || lower.contains("404")
+    {
+        "cannot read the camera's stream".into()
+    } else {
+        format!("the recorder's ffmpeg exited ({status}); the log says why")
     }
 }
 
@@ -357,7 +416,8 @@ mod tests {
             url: "/nonexistent.mp4".into(),
             ..Default::default()
         };
-        let rec = Recorder::start(&cfg, file.join("recordings"));
+        let rec = Recorder::new(&cfg, file.join("recordings"));
+        rec.begin(&cfg);
         let start = Instant::now();
         while rec.state().error.is_none() && start.elapsed() < Duration::from_secs(30) {
             std::thread::sleep(Duration::from_millis(20));

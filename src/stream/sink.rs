@@ -4,8 +4,8 @@
 //! their files, never detection.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,8 +19,11 @@ use super::recorder::{self, Recorder};
 use super::source::now_epoch;
 use crate::engine::Detection;
 
-/// Messages waiting for the sink; past this, events are published but not stored.
+/// Messages waiting for the sink past which only `new` and `end` are queued, without their
+/// snapshots (a stalled disk then costs updates and pictures, never an event's start or end).
 const QUEUE: usize = 1024;
+/// How long past its due time a clip waits for the segment after its window to appear.
+const CLIP_PATIENCE_S: f64 = 60.0;
 /// Retention runs at least this often.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Thumbnails are this tall at most.
@@ -37,7 +40,9 @@ pub struct SinkStats {
 }
 
 pub struct EventSink {
-    tx: Mutex<Option<SyncSender<Emitted>>>,
+    tx: Mutex<Option<Sender<Emitted>>>,
+    /// Messages sent and not yet handled.
+    backlog: Arc<AtomicUsize>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     store: Option<Arc<EventStore>>,
     pub stats: Arc<SinkStats>,
@@ -56,9 +61,11 @@ impl EventSink {
         } else {
             Some(Arc::new(EventStore::open(&settings.dir)?))
         };
-        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let (tx, rx) = std::sync::mpsc::channel();
         let stats = Arc::new(SinkStats::default());
+        let backlog = Arc::new(AtomicUsize::new(0));
         let worker = Worker {
+            backlog: backlog.clone(),
             settings: settings.clone(),
             store: store.clone(),
             mqtt,
@@ -73,6 +80,7 @@ impl EventSink {
             .map_err(|e| EventStoreError::Database(format!("starting the event sink: {e}")))?;
         Ok(Arc::new(EventSink {
             tx: Mutex::new(Some(tx)),
+            backlog,
             thread: Mutex::new(Some(thread)),
             store,
             stats,
@@ -83,17 +91,22 @@ impl EventSink {
         self.store.as_ref()
     }
 
-    /// Hands a message over without waiting.
-    pub fn send(&self, e: Emitted) {
+    /// Hands a message over without waiting. Past [`QUEUE`] waiting messages, updates are
+    /// dropped and snapshots left out; `new` and `end` are always kept.
+    pub fn send(&self, mut e: Emitted) {
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         let Some(tx) = tx.as_ref() else { return };
-        match tx.try_send(e) {
-            Ok(()) => {}
-            Err(TrySendError::Full(e)) => {
-                self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(event = %e.message.after.id, "event sink queue full: event not stored");
+        if self.backlog.load(Ordering::Acquire) >= QUEUE {
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            if e.message.kind == EventKind::Update {
+                tracing::warn!(event = %e.message.after.id, "event sink behind: update not stored");
+                return;
             }
-            Err(TrySendError::Disconnected(_)) => {}
+            e.snapshot = None;
+        }
+        self.backlog.fetch_add(1, Ordering::AcqRel);
+        if tx.send(e).is_err() {
+            self.backlog.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -107,6 +120,7 @@ impl EventSink {
 }
 
 struct Worker {
+    backlog: Arc<AtomicUsize>,
     settings: EventSettings,
     store: Option<Arc<EventStore>>,
     mqtt: Option<Arc<MqttPublisher>>,
@@ -136,6 +150,7 @@ impl Worker {
             let wait = next_clip.map_or(PRUNE_EVERY, |d| d.min(PRUNE_EVERY));
             match rx.recv_timeout(wait) {
                 Ok(e) => {
+                    self.backlog.fetch_sub(1, Ordering::AcqRel);
                     let ended = e.message.kind == EventKind::End;
                     self.handle(e);
                     if ended {
@@ -145,7 +160,9 @@ impl Worker {
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => self.prune(),
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                     // Stopping: join what has been recorded of every waiting clip.
-                    self.clips(f64::INFINITY);
+                    for job in std::mem::take(&mut self.pending) {
+                        self.clip(job, true);
+                    }
                     return;
                 }
             }
@@ -160,20 +177,31 @@ impl Worker {
             .partition(|j| j.due <= now);
         self.pending = later;
         for job in due {
-            self.clip(job);
+            if let Some(job) = self.clip(job, false) {
+                self.pending.push(job);
+            }
         }
     }
 
-    fn clip(&mut self, job: ClipJob) {
-        let mut o = job.object;
-        let (Some(rec), Some(store)) = (self.recorders.get(&o.camera), &self.store) else {
-            return;
+    /// Joins one clip, or gives the job back to wait for the segment after its window (until
+    /// [`CLIP_PATIENCE_S`] past due, or at once when `now_or_never`).
+    fn clip(&mut self, job: ClipJob, now_or_never: bool) -> Option<ClipJob> {
+        let (Some(rec), Some(store)) = (self.recorders.get(&job.object.camera), &self.store) else {
+            return None;
         };
         let c = &rec.config;
-        let (from, to) = (
-            o.start_time - c.pre_capture,
-            o.end_time.unwrap_or(o.frame_time) + c.post_capture,
-        );
+        let to = job.object.end_time.unwrap_or(job.object.frame_time) + c.post_capture;
+        let from = (job.object.start_time - c.pre_capture).max(to - recorder::MAX_CLIP_S);
+        let all = recorder::segments(&rec.dir);
+        let closed = all.iter().any(|s| s.start > to);
+        let now = now_epoch();
+        if !closed && !now_or_never && now < job.due + CLIP_PATIENCE_S && rec.state().recording {
+            return Some(ClipJob {
+                due: now + 1.0,
+                object: job.object,
+            });
+        }
+        let mut o = job.object;
         let result = store
             .media_path(&o.camera, &o.id, Media::Clip)
             .ok_or_else(|| "invalid event id".to_string())
@@ -182,8 +210,7 @@ impl Worker {
                     std::fs::create_dir_all(parent)
                         .map_err(|e| format!("creating a media folder: {}", e.kind()))?;
                 }
-                let parts = recorder::covering(&recorder::segments(&rec.dir), from, to);
-                recorder::join(&parts, &path)
+                recorder::join(&recorder::covering(&all, from, to), &path)
             });
         rec.release(&o.id);
         if let Err(e) = &result {
@@ -193,6 +220,7 @@ impl Worker {
         if let Err(e) = store.upsert(&o) {
             tracing::error!(event = %o.id, error = %e, "event not stored");
         }
+        None
     }
 
     fn handle(&mut self, e: Emitted) {
@@ -309,7 +337,7 @@ impl Worker {
         match store.prune(
             now,
             self.settings.retain_days,
-            self.settings.max_size_mb * 1024 * 1024,
+            self.settings.max_size_mb.saturating_mul(1024 * 1024),
         ) {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "event retention"),

@@ -101,7 +101,11 @@ fn streams_page_shows_a_live_camera_its_events_and_changes_its_vocabulary() {
     assert_eq!(report["state"], "running");
     assert!(report["image_width"].as_u64().unwrap() > 0, "{report}");
     assert_eq!(report["vocabulary"], "red apple, pizza");
-    assert_eq!((report["zones"].as_u64(), report["masks"].as_u64()), (Some(1), Some(1)), "{report}");
+    assert_eq!(
+        (report["zones"].as_u64(), report["masks"].as_u64()),
+        (Some(1), Some(1)),
+        "{report}"
+    );
     assert!(report["thumbnail_width"].as_u64().unwrap() > 0, "{report}");
     // The server saw the change too.
     let status: serde_json::Value = reqwest::blocking::get(s.url("/v1/streams/clip"))

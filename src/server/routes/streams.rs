@@ -73,6 +73,7 @@ pub async fn put_vocabulary(
             "`annotate` does not apply to a camera: use /mjpeg or /snapshot.jpg".into(),
         ));
     }
+    let _changing = target.changing.lock().await;
     let params = options.params(target.params())?;
     let request = options.vocab_request();
     let store = state.service.store.clone();
@@ -139,6 +140,7 @@ pub async fn put_rules(
     let rules = config
         .compile()
         .map_err(|e| EngineError::InvalidParameter(format!("rules: {e}")))?;
+    let _changing = target.changing.lock().await;
     let store = state.service.store.clone();
     let request = target.request();
     let wanted = config.clone();

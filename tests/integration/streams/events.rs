@@ -239,14 +239,14 @@ stationary_s = 1.5
         assert!(!m.is_empty(), "no discovery config on {topic}");
         serde_json::from_str(&m.last().unwrap().payload).unwrap()
     };
-    let detected = config_of("homeassistant/binary_sensor/dosod_dock_dog_face/config");
+    let detected = config_of("homeassistant/binary_sensor/dosod_dock__dog_face/config");
     assert_eq!(detected["state_topic"], "dosod/dock/dog_face");
     assert_eq!(detected["availability_topic"], "dosod/available");
     assert_eq!(detected["device"]["name"], "dock");
-    let zone_count = config_of("homeassistant/sensor/dosod_dock_right_dog_face_count/config");
+    let zone_count = config_of("homeassistant/sensor/dosod_dock__right__dog_face_count/config");
     assert_eq!(zone_count["state_topic"], "dosod/dock/right/dog_face");
-    config_of("homeassistant/sensor/dosod_dock_cat_face_count/config");
-    config_of("homeassistant/sensor/dosod_masked_all_count/config");
+    config_of("homeassistant/sensor/dosod_dock__cat_face_count/config");
+    config_of("homeassistant/sensor/dosod_masked__all_count/config");
     let retained = Command::new("mosquitto_sub")
         .args(["-h", "127.0.0.1", "-p", &mqtt_port.to_string()])
         .args([

@@ -82,6 +82,9 @@ pub fn segments(dir: &Path) -> Vec<Segment> {
         .filter_map(|e| {
             let path = e.path();
             let stem = path.file_name()?.to_str()?.strip_suffix(".ts")?;
+            if e.metadata().is_ok_and(|m| m.len() == 0) {
+                return None; // opened on a full disk, never written
+            }
             Some(Segment {
                 start: stem.parse().ok()?,
                 path,
@@ -318,9 +321,15 @@ impl Recorder {
                     }
                 });
         }
-        self.set_state(true, None);
+        let started = Instant::now();
+        let mut running = false;
         let mut pruned = Instant::now();
         loop {
+            // The last error stays visible until this run has lasted a few seconds.
+            if !running && started.elapsed() >= Duration::from_secs(3) {
+                running = true;
+                self.set_state(true, None);
+            }
             if self.stop.load(Ordering::Acquire) || !self.active.load(Ordering::Acquire) {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -330,7 +339,7 @@ impl Recorder {
             if let Ok(Some(status)) = child.try_wait() {
                 std::thread::sleep(Duration::from_millis(50));
                 let last = tail.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                return Err((shown_error(&last, status), last));
+                return Err((shown_error(&last, status, free_bytes(&self.dir)), last));
             }
             if pruned.elapsed() >= Duration::from_secs(2) {
                 pruned = Instant::now();
@@ -361,15 +370,53 @@ impl Recorder {
                 let _ = std::fs::remove_file(&pair[0].path);
             }
         }
+        // Segments opened on a full disk and never written.
+        for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let stale_empty = e.metadata().is_ok_and(|m| {
+                m.len() == 0
+                    && m.modified()
+                        .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(10))
+            });
+            if stale_empty && e.path().extension().is_some_and(|x| x == "ts") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 }
 
+/// Bytes free for this process on the file system holding `dir`, if it can be read.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+        // SAFETY: statvfs writes into the zeroed struct it is given; the path is NUL-terminated.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+            return None;
+        }
+        Some(st.f_bavail as u64 * st.f_frsize as u64)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
+/// Less free space than this when the recorder stops means the disk is full (ffmpeg's own
+/// message is then often only "Invalid argument" from the segment muxer).
+const FULL_BELOW_BYTES: u64 = 1 << 20;
+
 /// What the status says when the recorder's ffmpeg stops: the kind of failure, never the line
 /// itself (it names files and the camera's URL).
-fn shown_error(line: &str, status: std::process::ExitStatus) -> String {
+fn shown_error(line: &str, status: std::process::ExitStatus, free: Option<u64>) -> String {
     let lower = line.to_lowercase();
-    if lower.contains("no space left") {
-        "disk full: No space left on device".into()
+    if lower.contains("no space left") || free.is_some_and(|f| f < FULL_BELOW_BYTES) {
+        format!(
+            "disk full: No space left on device ({} KiB free)",
+            free.unwrap_or(0) / 1024
+        )
     } else if lower.contains("permission denied") || lower.contains("read-only") {
         "cannot write recordings: permission denied or read-only disk".into()
     } else if lower.contains("connection refused")
@@ -437,8 +484,10 @@ mod tests {
     fn segments_are_read_oldest_first_and_bad_names_skipped() {
         let dir = tempfile::tempdir().unwrap();
         for name in ["200.ts", "100.ts", "x.ts", "150.mp4"] {
-            std::fs::write(dir.path().join(name), b"").unwrap();
+            std::fs::write(dir.path().join(name), b"data").unwrap();
         }
+        // Opened on a full disk, never written: not a segment.
+        std::fs::write(dir.path().join("300.ts"), b"").unwrap();
         let found: Vec<f64> = segments(dir.path()).iter().map(|s| s.start).collect();
         assert_eq!(found, [100.0, 200.0]);
         assert!(

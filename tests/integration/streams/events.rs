@@ -562,3 +562,91 @@ stationary_s = 1.5
     }
     assert!(server.terminate().success());
 }
+
+/// A tmpfs of `size` mounted on a fresh folder, unmounted on drop (the tests run as root, as CI
+/// does: `mount` is how a real full disk is made).
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> SmallDisk {
+        let at = dir.join("small-disk");
+        std::fs::create_dir_all(&at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mounting a small tmpfs needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk(at)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A full disk stops recording with a clear error in the camera's status, and detection goes
+/// on.
+#[test]
+fn a_full_disk_stops_recording_never_detection() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(dir.path(), "320k");
+    let rtsp_port = free_port();
+    let _rtsp = start_rtsp(rtsp_port);
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[events]
+dir = "{events}"
+
+[[streams]]
+name = "dock"
+url = "rtsp://127.0.0.1:{rtsp_port}/scenes"
+fps = 5
+score_threshold = 0.15
+[streams.clips]
+enabled = true
+"#,
+            events = path_str(&disk.0),
+        ),
+    );
+    let server = Server::start_at(&demo_model(), &["--config", path_str(&config)]);
+    let mut last = Value::Null;
+    wait_for(
+        "the recorder to report the full disk",
+        Duration::from_secs(90),
+        || {
+            last = stream_status(&server, "dock");
+            last["recording_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("disk full"))
+        },
+    );
+    let error = last["recording_error"].as_str().unwrap().to_string();
+    assert!(
+        !error.contains(path_str(&disk.0)),
+        "no path in the status: {error}"
+    );
+    assert!(!error.contains("rtsp://"), "no URL in the status: {error}");
+    let at = last["frames_processed"].as_u64().unwrap();
+    wait_for("detection to go on", Duration::from_secs(60), || {
+        stream_status(&server, "dock")["frames_processed"]
+            .as_u64()
+            .unwrap()
+            >= at + 10
+    });
+    let now = stream_status(&server, "dock");
+    assert_eq!(now["state"], "running", "{now}");
+    assert!(
+        server.terminate().success(),
+        "a full disk never stops the server"
+    );
+}

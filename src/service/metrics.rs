@@ -33,6 +33,12 @@ pub struct Metrics {
     pub mqtt_connected: IntGauge,
     pub mqtt_published: IntCounter,
     pub mqtt_dropped: IntCounter,
+    /// Camera events published, per camera and type (new, update, end).
+    pub events: IntCounterVec,
+    /// Event states or pictures not stored (disk, queue).
+    pub events_store_failures: IntCounter,
+    /// 1 while a camera's clips are being recorded.
+    pub stream_recording: IntGaugeVec,
 }
 
 impl Metrics {
@@ -132,8 +138,29 @@ impl Metrics {
             "MQTT messages dropped because the queue to the broker was full",
         )
         .expect("metric");
+        let events = IntCounterVec::new(
+            Opts::new("events_total", "camera events published (new, update, end)"),
+            &["stream", "type"],
+        )
+        .expect("metric");
+        let events_store_failures = IntCounter::new(
+            "events_store_failures_total",
+            "event states or pictures not stored (disk full or failing, sink behind)",
+        )
+        .expect("metric");
+        let stream_recording = IntGaugeVec::new(
+            Opts::new(
+                "stream_recording",
+                "1 while a camera's clips are being recorded",
+            ),
+            &["stream"],
+        )
+        .expect("metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(events.clone()),
+            Box::new(events_store_failures.clone()),
+            Box::new(stream_recording.clone()),
             Box::new(failures.clone()),
             Box::new(queue_depth.clone()),
             Box::new(stages.clone()),
@@ -174,6 +201,9 @@ impl Metrics {
             mqtt_connected,
             mqtt_published,
             mqtt_dropped,
+            events,
+            events_store_failures,
+            stream_recording,
         }
     }
 }

@@ -865,6 +865,17 @@ impl Worker {
     /// clients, and the event sink (snapshot, database).
     fn publish_events(&self, events: Vec<Emitted>) {
         for e in events {
+            let kind = match e.message.kind {
+                events::EventKind::New => "new",
+                events::EventKind::Update => "update",
+                events::EventKind::End => "end",
+            };
+            self.ctx
+                .service
+                .metrics
+                .events
+                .with_label_values(&[self.name(), kind])
+                .inc();
             let json = serde_json::to_string(&e.message).expect("serialisable");
             self.emit("events", Kind::Event, json, true);
             self.ctx.sink.send(e);
@@ -1018,6 +1029,15 @@ impl Worker {
             advance(&m.stream_frames.with_label_values(&[name, kind]), total);
         }
         advance(&m.stream_frames.with_label_values(&[name, "stale"]), stale);
+        advance(
+            &m.events_store_failures,
+            self.ctx.sink.stats.failed.load(Ordering::Relaxed),
+        );
+        if let Some(r) = &self.stream.recorder {
+            m.stream_recording
+                .with_label_values(&[name])
+                .set(i64::from(r.state().recording));
+        }
         if let Some(mqtt) = &self.ctx.mqtt {
             let s = mqtt.stats();
             m.mqtt_connected

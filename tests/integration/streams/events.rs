@@ -263,6 +263,19 @@ stationary_s = 1.5
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&retained.stdout).trim(), "1 online");
 
+    // Metrics: events per camera and type, and the recorder's state.
+    let metrics = reqwest::blocking::get(server.url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    for line in [
+        "dosod_events_total{stream=\"dock\",type=\"new\"}",
+        "dosod_events_total{stream=\"dock\",type=\"end\"}",
+        "dosod_stream_recording{stream=\"dock\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from /metrics");
+    }
+
     // 2. The events API serves the stored event, its snapshot and thumbnail.
     let client = reqwest::blocking::Client::new();
     let (code, listed) = http_json(

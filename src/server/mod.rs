@@ -97,6 +97,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/streams/{name}/rules",
             get(streams::get_rules).put(streams::put_rules),
         )
+        .route(
+            "/v1/streams/{name}/clips",
+            get(streams::get_clips).put(streams::put_clips),
+        )
         .route("/v1/events", get(events::list))
         .route("/v1/events/{id}", get(events::get).delete(events::delete))
         .route("/v1/events/{id}/snapshot.jpg", get(events::snapshot))

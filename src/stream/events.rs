@@ -206,6 +206,11 @@ impl Lifecycle {
         (ids, out)
     }
 
+    /// Whether new events carry `has_clip` (clips switched on or off at run time).
+    pub fn set_clips(&mut self, clips: bool) {
+        self.clips = clips;
+    }
+
     /// Ends objects unseen for the tracker's `max_age_s` (when no frame arrives).
     pub fn expire(&mut self, t: f64) -> Vec<Emitted> {
         let ended = self.tracker.expire(t);

@@ -186,7 +186,7 @@ impl Stream {
             .clone();
         s.enabled = self.enabled.load(Ordering::Acquire);
         s.vocabulary = self.vocab.load().labels.clone();
-        if let Some(r) = &self.recorder {
+        if let Some(r) = self.recorder.as_ref().filter(|r| r.config().enabled) {
             let state = r.state();
             s.recording = Some(state.recording);
             s.recording_error = state.error;
@@ -236,6 +236,25 @@ impl Stream {
     /// Replaces what the camera asks for; the caller has built `vocab` from it.
     pub fn set_request(&self, request: VocabRequest) {
         *self.request.lock().unwrap_or_else(|p| p.into_inner()) = request;
+    }
+
+    /// The clip settings in force.
+    pub fn clips(&self) -> recorder::ClipConfig {
+        self.recorder
+            .as_ref()
+            .map_or_else(|| self.config.clips.clone(), |r| r.config())
+    }
+
+    /// Replaces the clip settings; refused when events are not stored (`[events] dir` empty).
+    pub fn set_clips(&self, clips: recorder::ClipConfig) -> Result<(), String> {
+        clips.validate()?;
+        match &self.recorder {
+            Some(r) => {
+                r.set_config(clips);
+                Ok(())
+            }
+            None => Err("clips need [events] dir".into()),
+        }
     }
 
     pub fn rules(&self) -> Arc<Rules> {
@@ -344,14 +363,16 @@ impl StreamManager {
                 None,
                 None,
             )?;
-            let recorder = if cfg.clips.enabled {
-                if ctx.events.dir.as_os_str().is_empty() {
+            // Every camera has a recorder where events are stored: clips can be switched on at
+            // run time. It records only while clips are on and the camera is enabled.
+            let recorder = if ctx.events.dir.as_os_str().is_empty() {
+                if cfg.clips.enabled {
                     anyhow::bail!("stream {}: clips need [events] dir", cfg.name);
                 }
+                None
+            } else {
                 let dir = ctx.events.dir.join("recordings").join(&cfg.name);
                 Some(recorder::Recorder::new(cfg, dir))
-            } else {
-                None
             };
             let (messages, _) = broadcast::channel(256);
             let (latest, _) = watch::channel(None);
@@ -525,7 +546,11 @@ impl Worker {
         let objects_vocab = stream.vocabulary().hash.clone();
         Worker {
             was_enabled: true,
-            objects: Lifecycle::new(&name, ctx.snapshots, stream.recorder.is_some()),
+            objects: Lifecycle::new(
+                &name,
+                ctx.snapshots,
+                stream.recorder.as_ref().is_some_and(|r| r.config().enabled),
+            ),
             objects_vocab,
             announced: None,
             stream,
@@ -783,6 +808,9 @@ impl Worker {
             let events = self.objects.end_all();
             self.publish_events(events);
             self.objects_vocab = vocab.hash.clone();
+        }
+        if let Some(r) = &self.stream.recorder {
+            self.objects.set_clips(r.config().enabled);
         }
         // Masks and per-frame filters first: what they discard is never tracked or shown.
         let rules = self.stream.rules();

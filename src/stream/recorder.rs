@@ -24,8 +24,9 @@ pub const MAX_CLIP_S: f64 = 600.0;
 /// while after it was first seen (its median score rising slowly) still gets its pre-capture.
 const CONFIRM_MARGIN_S: f64 = 30.0;
 
-/// `[streams.clips]`: recording around events.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// `[streams.clips]`: recording around events (`PUT /v1/streams/{name}/clips` changes it at run
+/// time).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClipConfig {
     pub enabled: bool,
@@ -164,13 +165,15 @@ pub struct RecorderState {
 /// One camera's recorder: a supervised ffmpeg segmenter, and the events whose clips still need
 /// its segments.
 pub struct Recorder {
-    pub config: ClipConfig,
+    config: Mutex<ClipConfig>,
+    /// Bumped by every change of `config`: a running segmenter restarts with the new one.
+    generation: std::sync::atomic::AtomicU64,
     pub dir: PathBuf,
     /// Events in progress or waiting for their clip: id → the earliest time their clip needs.
     holds: Mutex<BTreeMap<String, f64>>,
     state: Mutex<RecorderState>,
     /// Off while the camera is disabled: a disabled camera is not recorded.
-    active: AtomicBool,
+    camera_on: AtomicBool,
     stop: AtomicBool,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -179,11 +182,12 @@ impl Recorder {
     /// A recorder of `stream` into `dir`, not started yet.
     pub fn new(stream: &StreamConfig, dir: PathBuf) -> Arc<Recorder> {
         Arc::new(Recorder {
-            config: stream.clips.clone(),
+            config: Mutex::new(stream.clips.clone()),
+            generation: std::sync::atomic::AtomicU64::new(0),
             dir,
             holds: Mutex::new(BTreeMap::new()),
             state: Mutex::new(RecorderState::default()),
-            active: AtomicBool::new(stream.enabled),
+            camera_on: AtomicBool::new(stream.enabled),
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
         })
@@ -203,9 +207,27 @@ impl Recorder {
         *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = thread;
     }
 
-    /// Records while `on` (the camera is enabled).
+    /// Records while `on` (the camera is enabled) and clips are enabled.
     pub fn set_active(&self, on: bool) {
-        self.active.store(on, Ordering::Release);
+        self.camera_on.store(on, Ordering::Release);
+    }
+
+    pub fn config(&self) -> ClipConfig {
+        self.config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the clip settings (checked by the caller); recording starts, stops or restarts
+    /// with them within a tick.
+    pub fn set_config(&self, config: ClipConfig) {
+        *self.config.lock().unwrap_or_else(|p| p.into_inner()) = config;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn wanted(&self) -> bool {
+        self.camera_on.load(Ordering::Acquire) && self.config().enabled
     }
 
     pub fn state(&self) -> RecorderState {
@@ -242,7 +264,7 @@ impl Recorder {
     fn run(&self, cfg: &StreamConfig) {
         let mut backoff = Duration::from_secs(1);
         while !self.stop.load(Ordering::Acquire) {
-            if !self.active.load(Ordering::Acquire) {
+            if !self.wanted() {
                 self.set_state(false, None);
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
@@ -275,6 +297,8 @@ impl Recorder {
             (m.clone(), m)
         })?;
         let pattern = self.dir.join("%s.ts");
+        let generation = self.generation.load(Ordering::Acquire);
+        let segment_s = self.config().segment_s;
         let mut command = Command::new(ffmpeg_binary());
         #[cfg(target_os = "linux")]
         {
@@ -291,7 +315,7 @@ impl Recorder {
         let mut child: Child = command
             .args(ffmpeg_input_args(cfg))
             .args(["-map", "0:v:0", "-c", "copy", "-f", "segment"])
-            .args(["-segment_time", &self.config.segment_s.to_string()])
+            .args(["-segment_time", &segment_s.to_string()])
             .args([
                 "-segment_format",
                 "mpegts",
@@ -330,7 +354,10 @@ impl Recorder {
                 running = true;
                 self.set_state(true, None);
             }
-            if self.stop.load(Ordering::Acquire) || !self.active.load(Ordering::Acquire) {
+            if self.stop.load(Ordering::Acquire)
+                || !self.wanted()
+                || self.generation.load(Ordering::Acquire) != generation
+            {
                 let _ = child.kill();
                 let _ = child.wait();
                 self.set_state(false, None);
@@ -351,7 +378,7 @@ impl Recorder {
 
     /// Deletes segments that end before anything a current or future clip can need.
     fn prune(&self, now: f64) {
-        let c = &self.config;
+        let c = self.config();
         let mut keep_from = now - c.pre_capture - 2.0 * c.segment_s - CONFIRM_MARGIN_S;
         if let Some(held) = self
             .holds

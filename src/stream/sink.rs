@@ -189,7 +189,7 @@ impl Worker {
         let (Some(rec), Some(store)) = (self.recorders.get(&job.object.camera), &self.store) else {
             return None;
         };
-        let c = &rec.config;
+        let c = rec.config();
         let to = job.object.end_time.unwrap_or(job.object.frame_time) + c.post_capture;
         let from = (job.object.start_time - c.pre_capture).max(to - recorder::MAX_CLIP_S);
         let all = recorder::segments(&rec.dir);
@@ -225,15 +225,13 @@ impl Worker {
 
     fn handle(&mut self, e: Emitted) {
         let o = &e.message.after;
-        if let Some(rec) = self.recorders.get(&o.camera) {
+        if let Some(rec) = self.recorders.get(&o.camera).filter(|_| o.has_clip) {
+            let c = rec.config();
             match e.message.kind {
-                EventKind::New => rec.hold(&o.id, o.start_time - rec.config.pre_capture),
+                EventKind::New => rec.hold(&o.id, o.start_time - c.pre_capture),
                 EventKind::End => self.pending.push(ClipJob {
                     // The segment holding the post-capture's end has then been closed.
-                    due: o.end_time.unwrap_or(o.frame_time)
-                        + rec.config.post_capture
-                        + rec.config.segment_s
-                        + 1.0,
+                    due: o.end_time.unwrap_or(o.frame_time) + c.post_capture + c.segment_s + 1.0,
                     object: o.clone(),
                 }),
                 EventKind::Update => {}

@@ -15,6 +15,7 @@ use crate::engine::error::EngineError;
 use crate::server::AppState;
 use crate::server::error::ApiError;
 use crate::server::input::DetectOptions;
+use crate::stream::recorder::ClipConfig;
 use crate::stream::rules::RulesConfig;
 use crate::stream::{Processed, Stream, StreamMessage, StreamStatus, camera_vocabulary};
 
@@ -128,15 +129,7 @@ pub async fn put_rules(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let target = stream(&state, &name)?;
-    let config: RulesConfig = serde_json::from_slice(&body).map_err(|e| {
-        use serde_json::error::Category;
-        match e.classify() {
-            Category::Data => {
-                ApiError::Engine(EngineError::InvalidParameter(format!("rules: {e}")))
-            }
-            _ => ApiError::BadRequest(format!("invalid JSON: {e}")),
-        }
-    })?;
+    let config: RulesConfig = parse_json(&body, "rules")?;
     let rules = config
         .compile()
         .map_err(|e| EngineError::InvalidParameter(format!("rules: {e}")))?;
@@ -149,6 +142,47 @@ pub async fn put_rules(
         .map_err(|e| ApiError::Internal(e.to_string()))??;
     target.set_rules(rules, vocab);
     Ok(Json(config).into_response())
+}
+
+/// `GET /v1/streams/{name}/clips`: the camera's clip settings.
+#[utoipa::path(get, path = "/v1/streams/{name}/clips", operation_id = "get_stream_clips", tag = "streams", params(("name" = String, Path)),
+    responses((status = 200, description = "the clip settings in force", body = ClipConfig), (status = 404, description = "unknown stream", body = crate::server::openapi::ErrorBody)))]
+pub async fn get_clips(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(stream(&state, &name)?.clips()).into_response())
+}
+
+/// `PUT /v1/streams/{name}/clips`: switches clips on or off and sets pre / post capture; the
+/// recorder starts, stops or restarts within a tick, detection is untouched.
+#[utoipa::path(put, path = "/v1/streams/{name}/clips", operation_id = "put_stream_clips", tag = "streams", params(("name" = String, Path)),
+    request_body = ClipConfig,
+    responses((status = 200, description = "the clip settings now in force", body = ClipConfig), (status = 400, description = "malformed JSON", body = crate::server::openapi::ErrorBody), (status = 404, description = "unknown stream", body = crate::server::openapi::ErrorBody), (status = 422, description = "invalid settings, or events are not stored", body = crate::server::openapi::ErrorBody)))]
+pub async fn put_clips(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let target = stream(&state, &name)?;
+    let clips: ClipConfig = parse_json(&body, "clips")?;
+    target
+        .set_clips(clips.clone())
+        .map_err(|e| EngineError::InvalidParameter(format!("clips: {e}")))?;
+    Ok(Json(clips).into_response())
+}
+
+/// A JSON body: malformed JSON is a 400, a well-formed body of the wrong shape a 422.
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => {
+                ApiError::Engine(EngineError::InvalidParameter(format!("{what}: {e}")))
+            }
+            _ => ApiError::BadRequest(format!("invalid JSON: {e}")),
+        }
+    })
 }
 
 /// `POST /v1/streams/{name}/enable`

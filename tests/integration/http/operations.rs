@@ -81,6 +81,7 @@ fn openapi_lists_every_route_and_validates() {
         "/v1/streams/{name}/mjpeg",
         "/v1/streams/{name}/snapshot.jpg",
         "/v1/streams/{name}/rules",
+        "/v1/streams/{name}/clips",
         "/v1/events",
         "/v1/events/{id}",
         "/v1/events/{id}/snapshot.jpg",

@@ -517,6 +517,40 @@ stationary_s = 1.5
         },
     );
 
+    // Clips switched on at run time for the masked camera; bad settings are a 422.
+    let clips_url = server.url("/v1/streams/masked/clips");
+    let (code, body) = http_json(
+        client
+            .put(&clips_url)
+            .json(&serde_json::json!({"enabled": true, "segment_s": 1}))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("segment_s"),
+        "{body}"
+    );
+    assert!(stream_status(&server, "masked")["recording"].is_null());
+    let (code, body) = http_json(
+        client
+            .put(&clips_url)
+            .json(&serde_json::json!({"enabled": true, "pre_capture": 1, "post_capture": 1}))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(code, 200, "{body}");
+    wait_for(
+        "the masked camera recording",
+        Duration::from_secs(30),
+        || stream_status(&server, "masked")["recording"] == true,
+    );
+    let (_, now) = http_json(client.get(&clips_url).send().unwrap());
+    assert_eq!(
+        (now["enabled"].as_bool(), now["pre_capture"].as_f64()),
+        (Some(true), Some(1.0))
+    );
+
     // 6. DELETE removes an event and its files.
     let other = masked[0]["after"]["id"].as_str().unwrap().to_string();
     let (code, _) = http_json(

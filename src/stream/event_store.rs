@@ -114,7 +114,7 @@ impl EventStore {
         conn.execute(
             "UPDATE events SET end_time = json_extract(data, '$.frame_time'),
                  data = json_set(data, '$.end_time', json_extract(data, '$.frame_time'),
-                                 '$.active', json('false'))
+                                 '$.active', json('false'), '$.has_clip', json('false'))
              WHERE end_time IS NULL",
             [],
         )?;
@@ -159,14 +159,18 @@ impl EventStore {
         Ok(())
     }
 
-    /// Saves an event's latest state (not for an event deleted through the API).
-    pub fn upsert(&self, o: &EventObject) -> Result<(), EventStoreError> {
-        if self
-            .deleted
+    /// Whether the event was deleted through the API (its later states and files are not
+    /// stored).
+    pub fn is_deleted(&self, id: &str) -> bool {
+        self.deleted
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(&o.id)
-        {
+            .contains(id)
+    }
+
+    /// Saves an event's latest state (not for an event deleted through the API).
+    pub fn upsert(&self, o: &EventObject) -> Result<(), EventStoreError> {
+        if self.is_deleted(&o.id) {
             return Ok(());
         }
         let data = serde_json::to_string(o).expect("serialisable");

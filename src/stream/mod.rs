@@ -419,7 +419,8 @@ impl StreamManager {
             .iter()
             .filter_map(|s| Some((s.config.name.clone(), s.recorder.clone()?)))
             .collect();
-        let sink = EventSink::start(&ctx.events, ctx.mqtt.clone(), recorders)
+        let failures = Some(ctx.service.metrics.events_store_failures.clone());
+        let sink = EventSink::start(&ctx.events, ctx.mqtt.clone(), recorders, failures)
             .map_err(|e| anyhow::anyhow!("[events] dir: {e}"))?;
         // Every camera checked and the store open: only now does anything start.
         for s in &streams {
@@ -1057,10 +1058,6 @@ impl Worker {
             advance(&m.stream_frames.with_label_values(&[name, kind]), total);
         }
         advance(&m.stream_frames.with_label_values(&[name, "stale"]), stale);
-        advance(
-            &m.events_store_failures,
-            self.ctx.sink.stats.failed.load(Ordering::Relaxed),
-        );
         if let Some(r) = &self.stream.recorder {
             m.stream_recording
                 .with_label_values(&[name])

@@ -151,12 +151,19 @@ impl MqttPublisher {
         let old = groups
             .insert(group.to_string(), messages.clone())
             .unwrap_or_default();
+        // Withdrawals (empty retained payloads) are kept and sent on every connection too, so
+        // one made while the broker was away still reaches it.
+        let gone_key = format!("{group}\u{0}gone");
+        let mut gone: Vec<(String, String)> = groups.remove(&gone_key).unwrap_or_default();
+        gone.extend(old.into_iter().map(|(t, _)| (t, String::new())));
+        gone.retain(|(t, _)| !messages.iter().any(|(n, _)| n == t));
+        gone.sort();
+        gone.dedup();
+        if !gone.is_empty() {
+            groups.insert(gone_key, gone.clone());
+        }
         let connected = self.shared.stats.connected.load(Ordering::Acquire);
         drop(groups);
-        let gone = old
-            .into_iter()
-            .filter(|(t, _)| !messages.iter().any(|(n, _)| n == t))
-            .map(|(t, _)| (t, String::new()));
         let outgoing: Vec<(String, String)> = messages.iter().cloned().chain(gone).collect();
         for (topic, payload) in outgoing.iter().filter(|_| connected) {
             let dropped = self

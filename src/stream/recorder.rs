@@ -71,6 +71,8 @@ impl ClipConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Segment {
     pub start: f64,
+    /// When it was last written (its end, once closed).
+    pub end: f64,
     pub path: PathBuf,
 }
 
@@ -83,11 +85,19 @@ pub fn segments(dir: &Path) -> Vec<Segment> {
         .filter_map(|e| {
             let path = e.path();
             let stem = path.file_name()?.to_str()?.strip_suffix(".ts")?;
-            if e.metadata().is_ok_and(|m| m.len() == 0) {
-                return None; // opened on a full disk, never written
+            let meta = e.metadata().ok()?;
+            if meta.len() == 0 {
+                return None; // opened on a full disk, or not written yet
             }
+            let start: f64 = stem.parse().ok()?;
+            let end = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(f64::INFINITY, |d| d.as_secs_f64());
             Some(Segment {
-                start: stem.parse().ok()?,
+                start,
+                end: end.max(start),
                 path,
             })
         })
@@ -96,14 +106,16 @@ pub fn segments(dir: &Path) -> Vec<Segment> {
     out
 }
 
-/// The segments that overlap `[from, to]`: each lasts until the next one starts (the last one
-/// until now).
+/// The segments that overlap `[from, to]`: each lasts until the next one starts or until it
+/// was last written, whichever is earlier (a recording that stopped leaves a gap, never an old
+/// segment standing in for it). The second of slack covers the whole-second names.
 pub fn covering(segments: &[Segment], from: f64, to: f64) -> Vec<Segment> {
     segments
         .iter()
         .enumerate()
         .filter(|(i, s)| {
-            let end = segments.get(i + 1).map_or(f64::INFINITY, |n| n.start);
+            let next = segments.get(i + 1).map_or(f64::INFINITY, |n| n.start);
+            let end = next.min(s.end + 1.0);
             s.start <= to && end > from
         })
         .map(|(_, s)| s.clone())
@@ -169,8 +181,9 @@ pub struct Recorder {
     /// Bumped by every change of `config`: a running segmenter restarts with the new one.
     generation: std::sync::atomic::AtomicU64,
     pub dir: PathBuf,
-    /// Events in progress or waiting for their clip: id → the earliest time their clip needs.
-    holds: Mutex<BTreeMap<String, f64>>,
+    /// Events in progress or waiting for their clip: id → the earliest time their clip needs,
+    /// and whether the event has ended (its clip's start is then fixed).
+    holds: Mutex<BTreeMap<String, (f64, bool)>>,
     state: Mutex<RecorderState>,
     /// Off while the camera is disabled: a disabled camera is not recorded.
     camera_on: AtomicBool,
@@ -222,8 +235,18 @@ impl Recorder {
     /// Replaces the clip settings (checked by the caller); recording starts, stops or restarts
     /// with them within a tick.
     pub fn set_config(&self, config: ClipConfig) {
-        *self.config.lock().unwrap_or_else(|p| p.into_inner()) = config;
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        let mut current = self.config.lock().unwrap_or_else(|p| p.into_inner());
+        let restart = current.segment_s != config.segment_s;
+        *current = config;
+        if restart {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether the recorder should be recording and is not failing: a clip then waits for the
+    /// segment after its window.
+    pub fn healthy(&self) -> bool {
+        self.wanted() && self.state().error.is_none()
     }
 
     fn wanted(&self) -> bool {
@@ -244,7 +267,15 @@ impl Recorder {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(id.to_string())
-            .or_insert(from);
+            .or_insert((from, false));
+    }
+
+    /// The event ended: its clip starts at `from`, which pruning now keeps whatever its age.
+    pub fn hold_ended(&self, id: &str, from: f64) {
+        self.holds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), (from, true));
     }
 
     pub fn release(&self, id: &str) {
@@ -380,16 +411,20 @@ impl Recorder {
     fn prune(&self, now: f64) {
         let c = self.config();
         let mut keep_from = now - c.pre_capture - 2.0 * c.segment_s - CONFIRM_MARGIN_S;
-        if let Some(held) = self
+        for &(from, ended) in self
             .holds
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .copied()
-            .reduce(f64::min)
         {
-            // No clip is longer than MAX_CLIP_S: an event in progress needs no more than that.
-            keep_from = keep_from.min(held.max(now - MAX_CLIP_S - c.segment_s));
+            // No clip is longer than MAX_CLIP_S: an event in progress needs no more than that;
+            // an ended one needs exactly from its clip's start.
+            let needed = if ended {
+                from
+            } else {
+                from.max(now - MAX_CLIP_S - c.segment_s)
+            };
+            keep_from = keep_from.min(needed);
         }
         let all = segments(&self.dir);
         for pair in all.windows(2) {
@@ -397,15 +432,26 @@ impl Recorder {
                 let _ = std::fs::remove_file(&pair[0].path);
             }
         }
-        // Segments opened on a full disk and never written.
+        // Segments opened on a full disk and never written (a live segment of a slow stream
+        // can be empty for a while: only well past two segments' time, and never the newest).
+        let newest = all.last().map_or(f64::NEG_INFINITY, |s| s.start);
+        let stale = Duration::from_secs_f64(2.0 * c.segment_s + CONFIRM_MARGIN_S);
         for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
             let stale_empty = e.metadata().is_ok_and(|m| {
                 m.len() == 0
                     && m.modified()
-                        .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(10))
+                        .is_ok_and(|t| t.elapsed().unwrap_or_default() > stale)
             });
-            if stale_empty && e.path().extension().is_some_and(|x| x == "ts") {
-                let _ = std::fs::remove_file(e.path());
+            let path = e.path();
+            let start = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<f64>().ok());
+            if stale_empty
+                && path.extension().is_some_and(|x| x == "ts")
+                && start.is_some_and(|s| s < newest)
+            {
+                let _ = std::fs::remove_file(path);
             }
         }
     }
@@ -464,6 +510,7 @@ mod tests {
     fn seg(start: f64) -> Segment {
         Segment {
             start,
+            end: f64::INFINITY,
             path: PathBuf::from(format!("{start}.ts")),
         }
     }
@@ -478,6 +525,11 @@ mod tests {
         assert_eq!(starts(covering(&all, 120.0, 125.0)), [108.0]);
         assert!(covering(&all, 90.0, 99.0).is_empty());
         assert_eq!(starts(covering(&all, 90.0, 100.0)), [100.0]);
+        // A recording that stopped at 109.5: the last segment does not stand in for later.
+        let mut stopped = all.clone();
+        stopped[4].end = 109.5;
+        assert!(covering(&stopped, 120.0, 125.0).is_empty());
+        assert_eq!(starts(covering(&stopped, 110.0, 125.0)), [108.0]);
     }
 
     #[test]
@@ -488,6 +540,10 @@ mod tests {
         let cfg = StreamConfig {
             name: "cam".into(),
             url: "/nonexistent.mp4".into(),
+            clips: ClipConfig {
+                enabled: true,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let rec = Recorder::new(&cfg, file.join("recordings"));

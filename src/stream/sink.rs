@@ -41,6 +41,7 @@ pub struct SinkStats {
 
 pub struct EventSink {
     tx: Mutex<Option<Sender<Emitted>>>,
+    failures: Option<prometheus::IntCounter>,
     /// Messages sent and not yet handled.
     backlog: Arc<AtomicUsize>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -55,6 +56,7 @@ impl EventSink {
         settings: &EventSettings,
         mqtt: Option<Arc<MqttPublisher>>,
         recorders: HashMap<String, Arc<Recorder>>,
+        failures: Option<prometheus::IntCounter>,
     ) -> Result<Arc<EventSink>, EventStoreError> {
         let store = if settings.dir.as_os_str().is_empty() {
             None
@@ -66,6 +68,7 @@ impl EventSink {
         let backlog = Arc::new(AtomicUsize::new(0));
         let worker = Worker {
             backlog: backlog.clone(),
+            failures: failures.clone(),
             settings: settings.clone(),
             store: store.clone(),
             mqtt,
@@ -80,6 +83,7 @@ impl EventSink {
             .map_err(|e| EventStoreError::Database(format!("starting the event sink: {e}")))?;
         Ok(Arc::new(EventSink {
             tx: Mutex::new(Some(tx)),
+            failures,
             backlog,
             thread: Mutex::new(Some(thread)),
             store,
@@ -98,6 +102,9 @@ impl EventSink {
         let Some(tx) = tx.as_ref() else { return };
         if self.backlog.load(Ordering::Acquire) >= QUEUE {
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            if let Some(c) = &self.failures {
+                c.inc();
+            }
             if e.message.kind == EventKind::Update {
                 tracing::warn!(event = %e.message.after.id, "event sink behind: update not stored");
                 return;
@@ -121,6 +128,8 @@ impl EventSink {
 
 struct Worker {
     backlog: Arc<AtomicUsize>,
+    /// `dosod_events_store_failures_total`.
+    failures: Option<prometheus::IntCounter>,
     settings: EventSettings,
     store: Option<Arc<EventStore>>,
     mqtt: Option<Arc<MqttPublisher>>,
@@ -195,7 +204,11 @@ impl Worker {
         let all = recorder::segments(&rec.dir);
         let closed = all.iter().any(|s| s.start > to);
         let now = now_epoch();
-        if !closed && !now_or_never && now < job.due + CLIP_PATIENCE_S && rec.state().recording {
+        if store.is_deleted(&job.object.id) {
+            rec.release(&job.object.id);
+            return None;
+        }
+        if !closed && !now_or_never && now < job.due + CLIP_PATIENCE_S && rec.healthy() {
             return Some(ClipJob {
                 due: now + 1.0,
                 object: job.object,
@@ -229,13 +242,24 @@ impl Worker {
             let c = rec.config();
             match e.message.kind {
                 EventKind::New => rec.hold(&o.id, o.start_time - c.pre_capture),
-                EventKind::End => self.pending.push(ClipJob {
-                    // The segment holding the post-capture's end has then been closed.
-                    due: o.end_time.unwrap_or(o.frame_time) + c.post_capture + c.segment_s + 1.0,
-                    object: o.clone(),
-                }),
+                EventKind::End => {
+                    let end = o.end_time.unwrap_or(o.frame_time);
+                    let to = end + c.post_capture;
+                    rec.hold_ended(
+                        &o.id,
+                        (o.start_time - c.pre_capture).max(to - recorder::MAX_CLIP_S),
+                    );
+                    self.pending.push(ClipJob {
+                        // The segment holding the post-capture's end has then been closed.
+                        due: to + c.segment_s + 1.0,
+                        object: o.clone(),
+                    });
+                }
                 EventKind::Update => {}
             }
+        }
+        if self.store.as_ref().is_some_and(|s| s.is_deleted(&o.id)) {
+            return; // deleted through the API while in view: no more files for it
         }
         let result = (|| {
             if let Some(best) = &e.snapshot {
@@ -268,6 +292,9 @@ impl Worker {
             }
             Err(err) => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                if let Some(c) = &self.failures {
+                    c.inc();
+                }
                 tracing::error!(event = %o.id, camera = %o.camera, error = %err, "event not stored");
                 *self
                     .stats

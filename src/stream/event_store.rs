@@ -409,15 +409,16 @@ mod tests {
         let mut open = object("9.0-open", "cam", 0.5, &[]);
         open.end_time = None;
         s.upsert(&open).unwrap();
+        let left = || -> Vec<String> {
+            s.list(&EventQuery::default())
+                .unwrap()
+                .into_iter()
+                .map(|o| o.id)
+                .collect()
+        };
         // Size first: 5000 bytes, at most 3000 → the two oldest ended events go.
         assert_eq!(s.prune(5.0 * 86_400.0, 0.0, 3000).unwrap(), 2);
-        let left: Vec<String> = s
-            .list(&EventQuery::default())
-            .unwrap()
-            .into_iter()
-            .map(|o| o.id)
-            .collect();
-        assert_eq!(left, ["4.0-x", "3.0-x", "2.0-x", "9.0-open"]);
+        assert_eq!(left(), ["4.0-x", "3.0-x", "2.0-x", "9.0-open"]);
         assert!(
             !s.media_path("cam", "0.0-x", Media::Snapshot)
                 .unwrap()
@@ -430,13 +431,7 @@ mod tests {
         );
         // Age: kept 1.5 days → only the event of day 4 stays, and the open one.
         assert_eq!(s.prune(5.0 * 86_400.0, 1.5, 0).unwrap(), 2);
-        let left: Vec<String> = s
-            .list(&EventQuery::default())
-            .unwrap()
-            .into_iter()
-            .map(|o| o.id)
-            .collect();
-        assert_eq!(left, ["4.0-x", "9.0-open"]);
+        assert_eq!(left(), ["4.0-x", "9.0-open"]);
     }
 
     #[test]

@@ -419,7 +419,7 @@ impl StreamManager {
             .iter()
             .filter_map(|s| Some((s.config.name.clone(), s.recorder.clone()?)))
             .collect();
-        let failures = Some(ctx.service.metrics.events_store_failures.clone());
+        let failures = ctx.service.metrics.events_store_failures.clone();
         let sink = EventSink::start(&ctx.events, ctx.mqtt.clone(), recorders, failures)
             .map_err(|e| anyhow::anyhow!("[events] dir: {e}"))?;
         // Every camera checked and the store open: only now does anything start.

@@ -4,7 +4,7 @@
 //! their files, never detection.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,24 +29,14 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Thumbnails are this tall at most.
 const THUMBNAIL_HEIGHT: u32 = 175;
 
-/// Counters for `/v1/streams` and metrics.
-#[derive(Debug, Default)]
-pub struct SinkStats {
-    pub stored: AtomicU64,
-    /// Events not stored (the queue was full, or the disk failed).
-    pub failed: AtomicU64,
-    /// The last storage error, if any since the last success.
-    pub last_error: Mutex<Option<String>>,
-}
-
 pub struct EventSink {
     tx: Mutex<Option<Sender<Emitted>>>,
-    failures: Option<prometheus::IntCounter>,
+    /// `dosod_events_store_failures_total`: event states or pictures not stored.
+    failures: prometheus::IntCounter,
     /// Messages sent and not yet handled.
     backlog: Arc<AtomicUsize>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     store: Option<Arc<EventStore>>,
-    pub stats: Arc<SinkStats>,
 }
 
 impl EventSink {
@@ -56,7 +46,7 @@ impl EventSink {
         settings: &EventSettings,
         mqtt: Option<Arc<MqttPublisher>>,
         recorders: HashMap<String, Arc<Recorder>>,
-        failures: Option<prometheus::IntCounter>,
+        failures: prometheus::IntCounter,
     ) -> Result<Arc<EventSink>, EventStoreError> {
         let store = if settings.dir.as_os_str().is_empty() {
             None
@@ -64,7 +54,6 @@ impl EventSink {
             Some(Arc::new(EventStore::open(&settings.dir)?))
         };
         let (tx, rx) = std::sync::mpsc::channel();
-        let stats = Arc::new(SinkStats::default());
         let backlog = Arc::new(AtomicUsize::new(0));
         let worker = Worker {
             backlog: backlog.clone(),
@@ -72,7 +61,6 @@ impl EventSink {
             settings: settings.clone(),
             store: store.clone(),
             mqtt,
-            stats: stats.clone(),
             last_prune: None,
             recorders,
             pending: Vec::new(),
@@ -87,7 +75,6 @@ impl EventSink {
             backlog,
             thread: Mutex::new(Some(thread)),
             store,
-            stats,
         }))
     }
 
@@ -101,10 +88,7 @@ impl EventSink {
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         let Some(tx) = tx.as_ref() else { return };
         if self.backlog.load(Ordering::Acquire) >= QUEUE {
-            self.stats.failed.fetch_add(1, Ordering::Relaxed);
-            if let Some(c) = &self.failures {
-                c.inc();
-            }
+            self.failures.inc();
             if e.message.kind == EventKind::Update {
                 tracing::warn!(event = %e.message.after.id, "event sink behind: update not stored");
                 return;
@@ -129,11 +113,10 @@ impl EventSink {
 struct Worker {
     backlog: Arc<AtomicUsize>,
     /// `dosod_events_store_failures_total`.
-    failures: Option<prometheus::IntCounter>,
+    failures: prometheus::IntCounter,
     settings: EventSettings,
     store: Option<Arc<EventStore>>,
     mqtt: Option<Arc<MqttPublisher>>,
-    stats: Arc<SinkStats>,
     last_prune: Option<Instant>,
     /// Cameras that record clips.
     recorders: HashMap<String, Arc<Recorder>>,
@@ -282,25 +265,10 @@ impl Worker {
             Ok::<_, EventStoreError>(())
         })();
         match result {
-            Ok(()) => {
-                self.stats.stored.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .last_error
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take();
-            }
+            Ok(()) => {}
             Err(err) => {
-                self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                if let Some(c) = &self.failures {
-                    c.inc();
-                }
+                self.failures.inc();
                 tracing::error!(event = %o.id, camera = %o.camera, error = %err, "event not stored");
-                *self
-                    .stats
-                    .last_error
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(err.to_string());
             }
         }
     }
